@@ -19,7 +19,8 @@ namespace owf {
 Result<Tensor> ParseNpy(std::span<const uint8_t> bytes, const std::string& name);
 Result<Tensor> ReadNpy(const std::string& path);
 
-// Serialises as float32 .npy version 1.0 (2.0 if the header needs it).
+// Serialises as float32 .npy version 1.0 (2.0 if the header needs it). Expects a valid tensor
+// (non-negative shape whose product is data.size()); WriteNpy checks this and reports it.
 std::string SerializeNpy(const Tensor& t);
 // Writes atomically: to "<path>.tmp-<pid>" then rename; nothing is left behind on failure.
 Status WriteNpy(const std::string& path, const Tensor& t);
