@@ -1,0 +1,116 @@
+// The format spec grammar (design.md): a stable, user-facing text form of every format.
+//
+//   spec     = element [ "@" scaling ] *( "+" modifier )
+//   element  = int<b>[(sym)] | e<E>m<M>[(rn|rz|ri)] | nf4 | sf4 | lut(v,...)
+//            | crd<b>(dist[,df=][,mode=][,power=]) | lloyd<b> | grid(<b>) | bf16 | fp16 | fp32
+//   scaling  = (tensor | channel | <n> | <r>x<c>) ":" (absmax | signmax | rms) [":" scalefmt]
+//   modifier = search | outliers(<fraction>[,bf16|fp16|fp32]) | entropy(ideal)
+//
+// Every FormatSpec has one canonical printed form (ToString) that parses back to an equal spec.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "owf/core/status.h"
+#include "owf/stats/crd.h"
+
+namespace owf {
+
+enum class ElementFamily {
+  kInt,    // int<b>, int<b>(sym): integer grid with round(2^b) levels
+  kFloat,  // e<E>m<M>: ExMy float without inf/NaN codes
+  kNf4,    // QLoRA NormalFloat4 table
+  kSf4,    // Student-t (df=5) float4 table
+  kLut,    // explicit codebook
+  kCrd,    // cube-root-density codebook
+  kLloyd,  // Lloyd-Max codebook trained on the tensor
+  kGrid,   // uniform grid sized for an entropy-coded bit budget
+  kBf16,
+  kFp16,
+  kFp32,
+};
+
+enum class Rounding { kNearest, kToZero, kToInf };  // rn (ties toward zero), rz, ri
+
+struct ElementSpec {
+  ElementFamily family = ElementFamily::kInt;
+  double bits = 4;         // int, crd, lloyd, grid
+  bool symmetric = false;  // int(sym)
+  int exponent_bits = 2;   // e<E>m<M>
+  int mantissa_bits = 1;
+  Rounding rounding = Rounding::kNearest;
+  Distribution dist = Distribution::kNormal;  // crd
+  std::optional<double> df;                   // crd(t): absent = chosen per tensor
+  CrdMode mode = CrdMode::kSymmetric;
+  double power = 1.0 / 3.0;
+  std::vector<double> lut;  // lut(...), sorted ascending
+
+  bool operator==(const ElementSpec&) const = default;
+};
+
+enum class BlockKind { kTensor, kChannel, kBlock };  // kBlock: block_rows x block_cols
+enum class ScaleKind { kAbsmax, kSignmax, kRms };
+enum class ScaleFormat { kBf16, kFp16, kFp32, kE8m0, kE4m3 };
+
+struct ScalingSpec {
+  BlockKind block = BlockKind::kTensor;
+  int64_t block_rows = 1;  // kBlock only ("<n>" means 1 x n)
+  int64_t block_cols = 0;
+  ScaleKind kind = ScaleKind::kAbsmax;
+  ScaleFormat format = ScaleFormat::kBf16;
+
+  bool operator==(const ScalingSpec&) const = default;
+};
+
+struct OutlierSpec {
+  double fraction = 0;                       // of all elements, kept at higher precision
+  ElementFamily format = ElementFamily::kBf16;  // bf16, fp16 or fp32
+  bool operator==(const OutlierSpec&) const = default;
+};
+
+enum class EntropyCoder { kNone, kIdeal };
+
+struct FormatSpec {
+  ElementSpec element;
+  std::optional<ScalingSpec> scaling;  // absent: elements are applied to the raw values
+  bool search = false;
+  std::optional<OutlierSpec> outliers;
+  EntropyCoder entropy = EntropyCoder::kNone;
+
+  bool operator==(const FormatSpec&) const = default;
+};
+
+// Parses a spec. Errors are InvalidArgument with a message like
+//   "spec 'crd4(t,df=x)': at column 12: expected a number after 'df='"
+// followed by the spec and a caret line pointing at the offending character.
+Result<FormatSpec> ParseSpec(std::string_view text);
+
+// The canonical text form: explicit scale format, modifiers in the order search, outliers,
+// entropy; numbers in their shortest round-trip form.
+std::string ToString(const FormatSpec& spec);
+std::string ToString(const ElementSpec& element);
+std::string ToString(const ScalingSpec& scaling);
+
+// Name tables shared by the parser, the printer and `owf formats`.
+const char* ScaleFormatName(ScaleFormat f);
+int ScaleFormatBits(ScaleFormat f);
+const char* ScaleKindName(ScaleKind k);
+const char* DistributionName(Distribution d);
+const char* CrdModeName(CrdMode m);
+std::string FormatNumber(double v);  // shortest text that parses back to v
+
+// One row per element family / scaling / modifier, for `owf formats` and `owf help`.
+struct SyntaxEntry {
+  const char* syntax;
+  const char* description;
+};
+const std::vector<SyntaxEntry>& ElementSyntax();
+const std::vector<SyntaxEntry>& ScalingSyntax();
+const std::vector<SyntaxEntry>& ModifierSyntax();
+
+}  // namespace owf

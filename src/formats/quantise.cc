@@ -1,0 +1,397 @@
+// The tensor quantiser: design or fit the element format, scale, snap, outliers, bits.
+#include "owf/formats/quantise.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <memory>
+
+#include "fit.h"
+#include "owf/core/numeric.h"
+#include "owf/core/parallel.h"
+#include "owf/stats/crd.h"
+#include "scaling.h"
+
+namespace owf {
+namespace {
+
+constexpr int64_t kMaxSample = int64_t{1} << 22;  // fitting uses at most this many elements
+
+float CastOutlier(float v, ElementFamily f) {
+  switch (f) {
+    case ElementFamily::kBf16: return RoundBf16(std::clamp(v, -kBf16Max, kBf16Max));
+    case ElementFamily::kFp16: return RoundFp16(std::clamp(v, -kFp16Max, kFp16Max));
+    default: return v;
+  }
+}
+int CastBits(ElementFamily f) { return f == ElementFamily::kFp32 ? 32 : 16; }
+
+CrdRange CrdRangeFor(const std::optional<ScalingSpec>& scaling) {
+  // The block designs need a block; per-channel / per-tensor absmax use the rms design with the
+  // format's own range (the reference's behaviour, reference-spec.md section 6).
+  if (!scaling || scaling->kind == ScaleKind::kRms || scaling->block != BlockKind::kBlock)
+    return CrdRange::kRms;
+  return scaling->kind == ScaleKind::kAbsmax ? CrdRange::kAbsmax : CrdRange::kSignmax;
+}
+
+Result<ElementFormat> DesignCrd(const FormatSpec& spec, double df) {
+  const ElementSpec& e = spec.element;
+  CrdDesign d;
+  d.dist = e.dist;
+  d.df = df;
+  d.mode = e.mode;
+  d.range = CrdRangeFor(spec.scaling);
+  d.power = e.power;
+  d.levels = static_cast<int>(std::llround(std::exp2(e.bits)));
+  d.block_size = spec.scaling ? spec.scaling->block_rows * spec.scaling->block_cols : 0;
+  auto values = CrdCodebook(d);
+  if (!values.ok()) return values.status().WithContext(ToString(spec.element));
+  std::vector<float> c(values->begin(), values->end());
+  return ElementFormat::Lut(std::move(c), e.bits);
+}
+
+// The reference's df grid for crd(t) without df: 2^linspace(log2 3, log2 100, 12).
+std::vector<double> DfGrid() {
+  std::vector<double> g;
+  for (int i = 0; i < 12; ++i) g.push_back(std::exp2(std::log2(3.0) + (std::log2(100.0) - std::log2(3.0)) * i / 11.0));
+  return g;
+}
+
+struct Prepared {
+  std::vector<float> scales;  // empty when unscaled
+  std::unique_ptr<SortedSample> sample;
+  float max_abs_y = 0;
+  double sample_fraction = 1;  // sample size / numel
+};
+
+// Scales for the given element range, and a sorted sample of the normalised values.
+Prepared Prepare(const FormatSpec& spec, const float* x, const BlockGeometry& g, float lo, float hi,
+                 const QuantiseOptions& opt, bool want_sample) {
+  Prepared p;
+  if (spec.scaling) {
+    p.scales = ComputeScales(x, g, spec.scaling->kind, lo, hi, spec.scaling->format, opt.threads);
+  }
+  if (!want_sample) return p;
+  const int64_t n = g.rows * g.cols;
+  const int64_t m = std::min(n, kMaxSample);
+  std::vector<float> y(static_cast<size_t>(m)), w(static_cast<size_t>(m));
+  const int64_t across = g.blocks_across();
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t idx = m == n ? i : static_cast<int64_t>(static_cast<double>(i) * n / m);
+    const int64_t r = idx / g.cols, c = idx % g.cols;
+    const float s = p.scales.empty() ? 1.0f
+                                     : p.scales[static_cast<size_t>((r / g.block_rows) * across + c / g.block_cols)];
+    y[i] = s != 0.0f ? x[idx] / s : x[idx];
+    w[i] = s * s * (opt.importance ? (*opt.importance)[static_cast<size_t>(idx)] : 1.0f);
+  }
+  for (int64_t idx = 0; idx < n; ++idx) {
+    // Global max |y| (the sample may skip it).
+    const int64_t r = idx / g.cols, c = idx % g.cols;
+    const float s = p.scales.empty() ? 1.0f
+                                     : p.scales[static_cast<size_t>((r / g.block_rows) * across + c / g.block_cols)];
+    p.max_abs_y = std::max(p.max_abs_y, std::fabs(s != 0.0f ? x[idx] / s : x[idx]));
+  }
+  p.sample_fraction = static_cast<double>(m) / static_cast<double>(n);
+  p.sample = std::make_unique<SortedSample>(std::move(y), std::move(w));
+  return p;
+}
+
+double SampleError(const SortedSample& s, const ElementFormat& f) {
+  if (f.is_nearest()) return s.Error(f.centroids());
+  double e = 0;
+  std::span<const float> y = s.values();
+  for (float v : y) {
+    const double d = static_cast<double>(f.Quantise(v)) - v;
+    e += d * d;  // rz/ri search is unweighted: a rare path
+  }
+  return e;
+}
+
+// Golden-section search of f(t) over [a, b]; returns the best t seen (including `best`).
+template <typename F>
+double GoldenMin(F f, double a, double b, double best_t, double best_v, int iters) {
+  const double r = (std::sqrt(5.0) - 1) / 2;
+  double c = b - r * (b - a), d = a + r * (b - a);
+  double fc = f(c), fd = f(d);
+  for (int i = 0; i < iters; ++i) {
+    if (fc < best_v) best_v = fc, best_t = c;
+    if (fd < best_v) best_v = fd, best_t = d;
+    if (fc < fd) {
+      b = d, d = c, fd = fc, c = b - r * (b - a), fc = f(c);
+    } else {
+      a = c, c = d, fc = fd, d = a + r * (b - a), fd = f(d);
+    }
+  }
+  if (fc < best_v) best_v = fc, best_t = c;
+  if (fd < best_v) best_t = d;
+  return best_t;
+}
+
+struct Choice {
+  ElementFormat element;
+  std::vector<float> scales;
+  std::string fitted;
+};
+
+// Chooses df (crd(t) without df) and, with +search, the format scale, minimising the error.
+Result<Choice> SearchElement(const FormatSpec& spec, const float* x, const BlockGeometry& g,
+                             const QuantiseOptions& opt) {
+  const bool search_df = spec.element.family == ElementFamily::kCrd &&
+                         spec.element.dist == Distribution::kStudentT && !spec.element.df;
+  std::vector<double> dfs = search_df ? DfGrid() : std::vector<double>{spec.element.df.value_or(0)};
+  double base = 1;
+  std::vector<double> exps = {0};
+  if (spec.search) {
+    exps.clear();
+    for (int k = -8; k <= 8; ++k) exps.push_back(k / 4.0);
+  }
+  std::map<std::pair<float, float>, Prepared> by_range;
+  auto design = [&](double df) -> Result<ElementFormat> {
+    if (spec.element.family == ElementFamily::kCrd) return DesignCrd(spec, df);
+    return DesignElement(spec);
+  };
+  auto prepared_for = [&](const ElementFormat& f) -> Prepared& {
+    auto key = std::make_pair(f.lo(), f.hi());
+    auto it = by_range.find(key);
+    if (it == by_range.end()) it = by_range.emplace(key, Prepare(spec, x, g, f.lo(), f.hi(), opt, true)).first;
+    return it->second;
+  };
+  double best_err = INFINITY, best_df = dfs[0], best_exp = 0;
+  for (double df : dfs) {
+    OWF_ASSIGN_OR_RETURN(ElementFormat f, design(df));
+    if (f.kind() == ElementFormat::Kind::kInt && spec.scaling && spec.scaling->kind == ScaleKind::kRms)
+      base = std::sqrt(3.0) / f.hi();  // a unit-RMS uniform spans +-sqrt(3)
+    Prepared& p = prepared_for(f);
+    for (double e : exps) {
+      const double err = SampleError(*p.sample, f.WithScale(static_cast<float>(base * std::exp2(e))));
+      if (err < best_err) best_err = err, best_df = df, best_exp = e;
+    }
+  }
+  // Refine continuously around the best grid point (never worse than the grid).
+  if (search_df) {
+    auto err_df = [&](double log_df) {
+      auto f = design(std::exp2(log_df));
+      if (!f.ok()) return static_cast<double>(INFINITY);
+      Prepared& p = prepared_for(*f);
+      return SampleError(*p.sample, f->WithScale(static_cast<float>(base * std::exp2(best_exp))));
+    };
+    const double step = (std::log2(100.0) - std::log2(3.0)) / 11.0;
+    const double l = std::log2(best_df);
+    best_df = std::exp2(GoldenMin(err_df, std::max(std::log2(2.5), l - step), l + step, l, best_err, 20));
+  }
+  OWF_ASSIGN_OR_RETURN(ElementFormat best, design(best_df));
+  Prepared& p = prepared_for(best);
+  if (spec.search) {
+    auto err_scale = [&](double e) {
+      return SampleError(*p.sample, best.WithScale(static_cast<float>(base * std::exp2(e))));
+    };
+    const double cur = err_scale(best_exp);
+    best_exp = GoldenMin(err_scale, best_exp - 0.25, best_exp + 0.25, best_exp, cur, 30);
+  }
+  Choice choice;
+  const float scale = static_cast<float>(base * std::exp2(best_exp));
+  choice.element = scale == 1.0f ? best : best.WithScale(scale);
+  choice.scales = std::move(p.scales);
+  if (search_df) choice.fitted += "df=" + FormatNumber(std::round(best_df * 1000) / 1000);
+  if (spec.search) choice.fitted += std::string(choice.fitted.empty() ? "" : " ") + "scale=" + FormatNumber(scale);
+  return choice;
+}
+
+Result<Choice> FitLloydElement(const FormatSpec& spec, const float* x, const BlockGeometry& g,
+                               const QuantiseOptions& opt) {
+  Prepared p = Prepare(spec, x, g, -1.0f, 1.0f, opt, true);
+  const int levels = static_cast<int>(std::llround(std::exp2(spec.element.bits)));
+  std::vector<float> c = FitLloyd(*p.sample, levels);
+  Choice choice{ElementFormat::Lut(std::move(c), std::log2(static_cast<double>(levels))),
+                std::move(p.scales), "lloyd"};
+  return choice;
+}
+
+Result<Choice> FitGrid(const FormatSpec& spec, const float* x, const BlockGeometry& g,
+                       const QuantiseOptions& opt) {
+  Prepared p = Prepare(spec, x, g, -1.0f, 1.0f, opt, true);
+  const bool bounded = spec.scaling && spec.scaling->kind != ScaleKind::kRms;
+  const double extent = bounded ? 1.0 : std::max(p.max_abs_y, kFp32MinNormal);
+  const double n = static_cast<double>(g.rows * g.cols);
+  const double scale_bits = spec.scaling ? static_cast<double>(p.scales.size()) * ScaleFormatBits(spec.scaling->format) : 0.0;
+  const double target = spec.element.bits;
+  auto bits_at = [&](double log_res) {
+    const std::vector<float> grid = UniformGrid(std::exp2(log_res), extent);
+    if (grid.size() > 65535) return static_cast<double>(INFINITY);
+    const std::vector<int64_t> counts = p.sample->Counts(grid);
+    return (IdealCodeBits(counts) / p.sample_fraction + scale_bits) / n;
+  };
+  double lo = std::log2(extent) - 16, hi = std::log2(extent) + 1;  // bits(lo) high, bits(hi) ~0
+  if (!(bits_at(lo) >= target)) {
+    return InvalidArgument("grid(" + FormatNumber(target) + "): the bit budget needs more than 65535 grid points");
+  }
+  for (int i = 0; i < 60; ++i) {
+    const double mid = (lo + hi) / 2;
+    (bits_at(mid) >= target ? lo : hi) = mid;
+  }
+  const double log_res = std::fabs(bits_at(lo) - target) < std::fabs(bits_at(hi) - target) ? lo : hi;
+  std::vector<float> grid = UniformGrid(std::exp2(log_res), extent);
+  const double levels = static_cast<double>(grid.size());
+  Choice choice{ElementFormat::Lut(std::move(grid), std::log2(levels)), std::move(p.scales),
+                "resolution=" + FormatNumber(static_cast<float>(std::exp2(log_res))) +
+                    " levels=" + FormatNumber(levels)};
+  return choice;
+}
+
+// Top-k |x| (ties: lower index first), ascending indices.
+std::vector<int64_t> SelectOutliers(const Tensor& x, int64_t k) {
+  const int64_t n = x.numel();
+  if (k <= 0) return {};
+  std::vector<float> mag(x.data.size());
+  for (int64_t i = 0; i < n; ++i) mag[i] = std::fabs(x.data[i]);
+  std::nth_element(mag.begin(), mag.begin() + (k - 1), mag.end(), std::greater<float>());
+  const float threshold = mag[static_cast<size_t>(k - 1)];
+  std::vector<int64_t> idx;
+  idx.reserve(static_cast<size_t>(k));
+  for (int64_t i = 0; i < n; ++i)
+    if (std::fabs(x.data[i]) > threshold) idx.push_back(i);
+  for (int64_t i = 0; i < n && static_cast<int64_t>(idx.size()) < k; ++i)
+    if (std::fabs(x.data[i]) == threshold) idx.push_back(i);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+}  // namespace
+
+Result<ElementFormat> DesignElement(const FormatSpec& spec, std::optional<double> df) {
+  const ElementSpec& e = spec.element;
+  switch (e.family) {
+    case ElementFamily::kInt: return ElementFormat::Int(e.bits, e.symmetric);
+    case ElementFamily::kFloat: return ElementFormat::Float(e.exponent_bits, e.mantissa_bits, e.rounding);
+    case ElementFamily::kNf4: return ElementFormat::Lut(Nf4Table(), 4);
+    case ElementFamily::kSf4: return ElementFormat::Lut(Sf4Table(), 4);
+    case ElementFamily::kLut: {
+      std::vector<float> c(e.lut.begin(), e.lut.end());
+      return ElementFormat::Lut(std::move(c), std::log2(static_cast<double>(e.lut.size())));
+    }
+    case ElementFamily::kCrd: {
+      const std::optional<double> d = df ? df : e.df;
+      if (e.dist == Distribution::kStudentT && !d)
+        return InvalidArgument(ToString(e) + ": df is chosen per tensor; give df= to see a codebook");
+      return DesignCrd(spec, d.value_or(0));
+    }
+    case ElementFamily::kLloyd:
+    case ElementFamily::kGrid:
+      return InvalidArgument(ToString(e) + ": this codebook is fitted to a tensor; use `owf measure`");
+    case ElementFamily::kBf16:
+    case ElementFamily::kFp16:
+    case ElementFamily::kFp32: return ElementFormat::Cast(e.family);
+  }
+  return Internal("unknown element family");
+}
+
+Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
+                                       const QuantiseOptions& opt) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t n = x.numel();
+  if (n <= 0) return InvalidArgument("tensor " + x.ShapeString() + " has no elements");
+  if (static_cast<int64_t>(x.data.size()) != n) return Internal("tensor data does not match its shape");
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(x.data[i])) {
+      return InvalidData("weight at flat index " + std::to_string(i) + " (row " +
+                         std::to_string(i / x.cols()) + ", column " + std::to_string(i % x.cols()) +
+                         ") is " + (std::isnan(x.data[i]) ? "NaN" : "infinite") +
+                         "; owf quantises finite weights only");
+    }
+  }
+  if (opt.importance && static_cast<int64_t>(opt.importance->size()) != n)
+    return InvalidArgument("importance weights have " + std::to_string(opt.importance->size()) +
+                           " elements, the tensor " + std::to_string(n));
+  QuantisedTensor out;
+  out.spec = spec;
+  if (spec.scaling) {
+    OWF_ASSIGN_OR_RETURN(out.geometry, MakeGeometry(*spec.scaling, x.rows(), x.cols()));
+  } else {
+    out.geometry = BlockGeometry{x.rows(), x.cols(), x.rows(), x.cols()};
+  }
+  const BlockGeometry& g = out.geometry;
+
+  // Outliers are removed before anything is fitted or scaled.
+  const Tensor* dense = &x;
+  Tensor zeroed;
+  if (spec.outliers) {
+    const int64_t k = static_cast<int64_t>(std::floor(spec.outliers->fraction * static_cast<double>(n)));
+    out.outlier_indices = SelectOutliers(x, k);
+    zeroed = x;
+    for (int64_t i : out.outlier_indices) zeroed.data[static_cast<size_t>(i)] = 0.0f;
+    dense = &zeroed;
+  }
+  const float* xd = dense->data.data();
+
+  const ElementSpec& e = spec.element;
+  const bool crd_t_fit = e.family == ElementFamily::kCrd && e.dist == Distribution::kStudentT && !e.df;
+  Choice choice;
+  if (e.family == ElementFamily::kLloyd) {
+    OWF_ASSIGN_OR_RETURN(choice, FitLloydElement(spec, xd, g, opt));
+  } else if (e.family == ElementFamily::kGrid) {
+    OWF_ASSIGN_OR_RETURN(choice, FitGrid(spec, xd, g, opt));
+  } else if (spec.search || crd_t_fit) {
+    OWF_ASSIGN_OR_RETURN(choice, SearchElement(spec, xd, g, opt));
+  } else {
+    OWF_ASSIGN_OR_RETURN(choice.element, DesignElement(spec));
+    if (spec.scaling) {
+      choice.scales = ComputeScales(xd, g, spec.scaling->kind, choice.element.lo(), choice.element.hi(),
+                                    spec.scaling->format, opt.threads);
+    }
+  }
+  out.element = std::move(choice.element);
+  out.scales = std::move(choice.scales);
+  out.fitted = std::move(choice.fitted);
+
+  // Snap every element, in parallel over row chunks.
+  out.values.shape = x.shape;
+  out.values.data.resize(static_cast<size_t>(n));
+  if (out.element.has_codes()) out.codes.resize(static_cast<size_t>(n));
+  const int64_t rpc = RowsPerChunk(g.cols);
+  const int64_t chunks = (g.rows + rpc - 1) / rpc;
+  const int64_t across = g.blocks_across();
+  ParallelFor(static_cast<size_t>(chunks), opt.threads, [&](size_t chunk) {
+    const int64_t r0 = static_cast<int64_t>(chunk) * rpc, r1 = std::min(g.rows, r0 + rpc);
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t b = 0; b < across; ++b) {
+        const int64_t c0 = b * g.block_cols, c1 = std::min(g.cols, c0 + g.block_cols);
+        const float s = out.scales.empty() ? 1.0f : out.scales[static_cast<size_t>((r / g.block_rows) * across + b)];
+        const int64_t off = r * g.cols + c0;
+        out.element.QuantiseScaled(std::span<const float>(xd + off, static_cast<size_t>(c1 - c0)), s,
+                                   out.values.data.data() + off, out.codes.empty() ? nullptr : out.codes.data() + off);
+      }
+    }
+  });
+  for (int64_t i : out.outlier_indices) {
+    const float v = CastOutlier(x.data[static_cast<size_t>(i)], spec.outliers->format);
+    out.outlier_values.push_back(v);
+    out.values.data[static_cast<size_t>(i)] = v;
+  }
+
+  // Bits, as the reference counts them.
+  if (spec.entropy == EntropyCoder::kIdeal) {
+    std::vector<int64_t> counts(out.element.centroids().size(), 0);
+    for (uint16_t c : out.codes) ++counts[c];
+    out.element_bits = IdealCodeBits(counts);
+  } else {
+    out.element_bits = std::ceil(out.element.bits() * static_cast<double>(n) - 1e-9);
+  }
+  if (spec.scaling) out.scale_bits = static_cast<double>(out.scales.size()) * ScaleFormatBits(spec.scaling->format);
+  if (spec.outliers) {
+    out.outlier_bits = static_cast<double>(out.outlier_indices.size()) * (CastBits(spec.outliers->format) + 32);
+  }
+  // Error against the input, in fixed chunks (deterministic sums).
+  std::vector<ErrorSums> partial(static_cast<size_t>(chunks));
+  ParallelFor(static_cast<size_t>(chunks), opt.threads, [&](size_t chunk) {
+    const int64_t r0 = static_cast<int64_t>(chunk) * rpc, r1 = std::min(g.rows, r0 + rpc);
+    const size_t off = static_cast<size_t>(r0 * g.cols), len = static_cast<size_t>((r1 - r0) * g.cols);
+    partial[chunk] = ComputeErrorSums(std::span<const float>(x.data.data() + off, len),
+                                      std::span<const float>(out.values.data.data() + off, len));
+  });
+  for (const auto& p : partial) out.error.Add(p);
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+}  // namespace owf
