@@ -33,6 +33,15 @@ struct CrdDesign {
 // unsupported (mode, range) combinations (e.g. symmetric + signmax), power <= 0 with kRms,
 // df too small (needs df > 2 and df' = power*(df+1) - 1 > 0), levels < 2, odd levels where the
 // mode needs even, block_size < 2.
+//
+// Details (reference-spec.md section 2.3; matches golden.json's "crd..." codebooks to 1e-6):
+//  - the probability grid is the reference's fp32 torch.linspace grid, reproduced bit for bit
+//    (heavy-tailed rms designs depend on its last bit); quantiles are evaluated in fp64;
+//  - p = 1/2 gives exactly 0, and block designs' grid ends p = 0 / 1 give exactly -1 / +1;
+//  - power = 0 gives the uniform table 2p - 1 (block ranges only);
+//  - also rejected: levels > 2^20, repeat_zero with levels < 4 (degenerate), normal / t block
+//    designs with block_size < 4 (the expected absmax uses ln(B/pi)), non-finite or negative
+//    power or df, and designs whose extreme centroids overflow double.
 Result<std::vector<double>> CrdCodebook(const CrdDesign& design);
 
 }  // namespace owf
