@@ -1,26 +1,49 @@
 #include "fit.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <numeric>
 
 namespace owf {
 
+namespace {
+
+// Maps a float to an unsigned key with the same order (negative floats reversed).
+inline uint32_t OrderedKey(float v) {
+  const uint32_t b = std::bit_cast<uint32_t>(v);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// LSD radix sort of (key, payload) pairs by key, 3 passes of 11 bits. Stable, deterministic.
+void RadixSort(LargeVector<uint64_t>& items) {
+  LargeVector<uint64_t> tmp(items.size());
+  for (int shift = 32; shift < 64; shift += 11) {
+    std::vector<size_t> count(2049, 0);
+    for (uint64_t v : items) ++count[((v >> shift) & 2047) + 1];
+    for (size_t i = 1; i < count.size(); ++i) count[i] += count[i - 1];
+    for (uint64_t v : items) tmp[count[(v >> shift) & 2047]++] = v;
+    items.swap(tmp);
+  }
+}
+
+}  // namespace
+
 SortedSample::SortedSample(std::vector<float> y, std::vector<float> w) {
   const size_t n = y.size();
-  std::vector<uint32_t> order(n);
-  std::iota(order.begin(), order.end(), 0u);
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    return y[a] < y[b] || (y[a] == y[b] && a < b);
-  });
+  // Sort (key, index) pairs: key in the high 32 bits, index in the low.
+  LargeVector<uint64_t> items(n);
+  for (size_t i = 0; i < n; ++i) items[i] = (static_cast<uint64_t>(OrderedKey(y[i])) << 32) | i;
+  RadixSort(items);
   y_.resize(n);
   w_.assign(n + 1, 0.0);
   wy_.assign(n + 1, 0.0);
   wy2_.assign(n + 1, 0.0);
   for (size_t i = 0; i < n; ++i) {
-    const double yi = y[order[i]];
-    const double wi = w[order[i]];
-    y_[i] = y[order[i]];
+    const uint32_t j = static_cast<uint32_t>(items[i]);
+    const double yi = y[j];
+    const double wi = w[j];
+    y_[i] = y[j];
     w_[i + 1] = w_[i] + wi;
     wy_[i + 1] = wy_[i] + wi * yi;
     wy2_[i + 1] = wy2_[i] + wi * yi * yi;

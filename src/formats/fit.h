@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include "owf/core/memory.h"
+
 namespace owf {
 
 // Normalised values y with error weights w (w = block scale^2 x importance), sorted by y.
@@ -30,8 +32,8 @@ class SortedSample {
  private:
   // Boundaries: number of samples assigned to cells 0..j, for j < K - 1.
   std::vector<int64_t> Boundaries(std::span<const float> centroids) const;
-  std::vector<float> y_;
-  std::vector<double> w_, wy_, wy2_;  // prefix sums, size n + 1
+  LargeVector<float> y_;
+  LargeVector<double> w_, wy_, wy2_;  // prefix sums, size n + 1
 };
 
 // The ideal static code length in bits of `counts` with the model p = (count + 1) / (n + K)

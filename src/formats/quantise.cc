@@ -75,24 +75,28 @@ Prepared Prepare(const FormatSpec& spec, const float* x, const BlockGeometry& g,
   if (!want_sample) return p;
   const int64_t n = g.rows * g.cols;
   const int64_t m = std::min(n, kMaxSample);
-  std::vector<float> y(static_cast<size_t>(m)), w(static_cast<size_t>(m));
+  const int64_t stride = (n + m - 1) / m;  // every stride-th element (all when n <= kMaxSample)
+  std::vector<float> y, w;
+  y.reserve(static_cast<size_t>(n / stride + 1));
+  w.reserve(y.capacity());
   const int64_t across = g.blocks_across();
-  for (int64_t i = 0; i < m; ++i) {
-    const int64_t idx = m == n ? i : static_cast<int64_t>(static_cast<double>(i) * n / m);
-    const int64_t r = idx / g.cols, c = idx % g.cols;
-    const float s = p.scales.empty() ? 1.0f
-                                     : p.scales[static_cast<size_t>((r / g.block_rows) * across + c / g.block_cols)];
-    y[i] = s != 0.0f ? x[idx] / s : x[idx];
-    w[i] = s * s * (opt.importance ? (*opt.importance)[static_cast<size_t>(idx)] : 1.0f);
+  int64_t idx = 0;
+  for (int64_t r = 0; r < g.rows; ++r) {
+    for (int64_t b = 0; b < across; ++b) {
+      const float s = p.scales.empty() ? 1.0f : p.scales[static_cast<size_t>((r / g.block_rows) * across + b)];
+      const float ws = s * s;
+      const int64_t c1 = std::min(g.cols, (b + 1) * g.block_cols);
+      for (int64_t c = b * g.block_cols; c < c1; ++c, ++idx) {
+        const float yi = s != 0.0f ? x[idx] / s : x[idx];
+        p.max_abs_y = std::max(p.max_abs_y, std::fabs(yi));
+        if (idx % stride != 0) continue;
+        y.push_back(yi);
+        w.push_back(opt.importance ? ws * (*opt.importance)[static_cast<size_t>(idx)] : ws);
+      }
+    }
   }
-  for (int64_t idx = 0; idx < n; ++idx) {
-    // Global max |y| (the sample may skip it).
-    const int64_t r = idx / g.cols, c = idx % g.cols;
-    const float s = p.scales.empty() ? 1.0f
-                                     : p.scales[static_cast<size_t>((r / g.block_rows) * across + c / g.block_cols)];
-    p.max_abs_y = std::max(p.max_abs_y, std::fabs(s != 0.0f ? x[idx] / s : x[idx]));
-  }
-  p.sample_fraction = static_cast<double>(m) / static_cast<double>(n);
+  const int64_t taken = static_cast<int64_t>(y.size());
+  p.sample_fraction = static_cast<double>(taken) / static_cast<double>(n);
   p.sample = std::make_unique<SortedSample>(std::move(y), std::move(w));
   return p;
 }
@@ -151,8 +155,10 @@ Result<Choice> SearchElement(const FormatSpec& spec, const float* x, const Block
     if (spec.element.family == ElementFamily::kCrd) return DesignCrd(spec, df);
     return DesignElement(spec);
   };
+  // Normalised values depend on the element's range only through absmax/signmax scaling.
+  const bool range_matters = spec.scaling && spec.scaling->kind != ScaleKind::kRms;
   auto prepared_for = [&](const ElementFormat& f) -> Prepared& {
-    auto key = std::make_pair(f.lo(), f.hi());
+    auto key = range_matters ? std::make_pair(f.lo(), f.hi()) : std::make_pair(0.0f, 0.0f);
     auto it = by_range.find(key);
     if (it == by_range.end()) it = by_range.emplace(key, Prepare(spec, x, g, f.lo(), f.hi(), opt, true)).first;
     return it->second;

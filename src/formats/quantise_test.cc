@@ -16,7 +16,7 @@ namespace {
 Tensor MakeTensor(std::vector<int64_t> shape, std::vector<float> data) {
   Tensor t;
   t.shape = std::move(shape);
-  t.data = std::move(data);
+  t.data.assign(data.begin(), data.end());
   return t;
 }
 

@@ -1,6 +1,8 @@
 #include "owf/io/npy.h"
 
 #include <gtest/gtest.h>
+
+#include <span>
 #include <unistd.h>
 
 #include <bit>
@@ -117,7 +119,7 @@ TEST(SerializeNpy, HeaderIsNumpyStyleAndAligned) {
   EXPECT_EQ(header.rfind("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 0), 0u)
       << header;
   EXPECT_EQ(header.back(), '\n');
-  EXPECT_EQ(img.substr(10 + header_len), F32Data(t.data));
+  EXPECT_EQ(img.substr(10 + header_len), F32Data(std::vector<float>(t.data.begin(), t.data.end())));
 }
 
 TEST(SerializeNpy, OneDAndScalarShapes) {

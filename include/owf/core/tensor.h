@@ -7,11 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "owf/core/memory.h"
+
 namespace owf {
 
 struct Tensor {
   std::vector<int64_t> shape;
-  std::vector<float> data;
+  LargeVector<float> data;
 
   int64_t numel() const;
   int64_t cols() const { return shape.empty() ? 1 : shape.back(); }

@@ -44,7 +44,7 @@ struct QuantisedTensor {
   ElementFormat element;   // the element format used (including any format scale)
   BlockGeometry geometry;  // rows x cols covered by one block (whole tensor if unscaled)
   std::vector<float> scales;      // one per block, row-major over blocks; empty if unscaled
-  std::vector<uint16_t> codes;    // index into element.centroids() per element; empty for casts
+  LargeVector<uint16_t> codes;    // index into element.centroids() per element; empty for casts
   std::vector<int64_t> outlier_indices;  // flat indices, ascending
   std::vector<float> outlier_values;     // stored (quantised) outlier values
   Tensor values;                  // the dequantised tensor, same shape as the input

@@ -1,0 +1,32 @@
+// The owf subcommands. Each returns the process exit code: 0 success, 1 failure (message on
+// stderr), never exits or throws on bad input.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace owf::cli {
+
+struct MeasureArgs {
+  std::string spec;
+  std::string input;
+  std::string output;
+  int threads = 0;
+  bool json = false;
+};
+
+struct SynthArgs {
+  std::string dist;
+  std::string shape;
+  std::string output;
+  uint64_t seed = 1;
+  float scale = 0.02f;
+};
+
+int RunFormats(bool json);
+int RunSynth(const SynthArgs& args);
+int RunFormat(const std::string& spec, bool json);
+int RunMeasure(const MeasureArgs& args);
+int RunDemo(bool json, int threads);
+
+}  // namespace owf::cli

@@ -1,0 +1,57 @@
+// owf: design low-bit number formats for LLM weights, quantise, and measure the cost.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "owf: optimal weight formats. Design low-bit number formats for LLM weights (cube-root-density\n"
+      "codebooks, block scaling, outliers, entropy coding), quantise tensors, and measure the cost."};
+  app.require_subcommand(0, 1);
+  bool json = false;
+  int threads = 0;
+
+  auto* formats = app.add_subcommand("formats", "List element formats, scalings and modifiers");
+  formats->add_flag("--json", json, "Machine-readable output");
+
+  std::string spec;
+  auto* format = app.add_subcommand("format", "Show a spec's canonical form, bits per element and codebook");
+  format->add_option("SPEC", spec, "Format spec, e.g. 'crd4(t,df=7)@64:absmax:bf16'")->required();
+  format->add_flag("--json", json, "Machine-readable output");
+
+  owf::cli::MeasureArgs measure_args;
+  auto* measure = app.add_subcommand("measure", "Quantise one tensor (.npy) and report error, bits and time");
+  measure->add_option("SPEC", measure_args.spec, "Format spec, e.g. 'nf4@64:absmax'")->required();
+  measure->add_option("INPUT", measure_args.input, "Tensor file (.npy: float16/32/64, any rank)")->required();
+  measure->add_option("-o,--output", measure_args.output, "Write the dequantised tensor (float32 .npy)");
+  measure->add_option("--threads", measure_args.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  measure->add_flag("--json", measure_args.json, "Machine-readable output");
+
+  auto* demo = app.add_subcommand("demo",
+                                  "Design the paper's formats for normal, Laplace and Student-t data at 3-5 bits\n"
+                                  "and print a rate-distortion table with each format's gap to the Shannon bound");
+  demo->add_flag("--json", json, "Machine-readable output");
+  demo->add_option("--threads", threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+
+  owf::cli::SynthArgs synth_args;
+  auto* synth = app.add_subcommand("synth", "Write a synthetic iid tensor (.npy) to try formats on");
+  synth->add_option("DIST", synth_args.dist, "normal, laplace or t<df> (e.g. t4)")->required();
+  synth->add_option("SHAPE", synth_args.shape, "ROWSxCOLS, e.g. 4096x4096")->required();
+  synth->add_option("-o,--output", synth_args.output, "Output .npy")->required();
+  synth->add_option("--seed", synth_args.seed, "Random seed");
+  synth->add_option("--scale", synth_args.scale, "Standard deviation");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (*formats) return owf::cli::RunFormats(json);
+  if (*format) return owf::cli::RunFormat(spec, json);
+  if (*measure) return owf::cli::RunMeasure(measure_args);
+  if (*synth) return owf::cli::RunSynth(synth_args);
+  if (*demo) return owf::cli::RunDemo(json, threads);
+  std::fputs(app.help().c_str(), stdout);
+  return 0;
+}
