@@ -201,6 +201,29 @@ void ElementFormat::QuantiseScaled(std::span<const float> x, float scale, float*
     }
     return;
   }
+  if (kind_ == Kind::kFloat && format_scale_ == 1.0f) {
+    // The bit trick of QuantiseUnscaled, with the code read off the rounded bits: the format's
+    // magnitudes map onto fp32 bit patterns whose bits above the cleared ones count up 0, 1, ...
+    const float shift = std::ldexp(1.0f, 127 - (1 << (exponent_bits_ - 1)));
+    const int k = 23 - mantissa_bits_;
+    const uint32_t mask = k > 0 ? (1u << k) - 1 : 0;
+    const uint32_t offset = k <= 0 ? 0u
+                            : rounding_ == Rounding::kToZero ? 0u
+                            : rounding_ == Rounding::kToInf  ? mask
+                                                             : (1u << (k - 1)) - 1;
+    const int32_t zero_code = static_cast<int32_t>(centroids_.size() / 2);
+    for (size_t i = 0; i < n; ++i) {
+      const float y = std::clamp(scale != 0.0f ? x[i] / scale : x[i], -max_, max_);
+      const uint32_t b = (FloatBits(y / shift) + offset) & ~mask;
+      const float q = BitsFloat(b) * shift;
+      if (codes) {
+        const int32_t magnitude = static_cast<int32_t>((b & 0x7FFFFFFFu) >> std::max(k, 0));
+        codes[i] = static_cast<uint16_t>((b >> 31) ? zero_code - magnitude : zero_code + magnitude);
+      }
+      out[i] = q * scale;
+    }
+    return;
+  }
   for (size_t i = 0; i < n; ++i) {
     const float y = scale != 0.0f ? x[i] / scale : x[i];
     const float q = Quantise(y);

@@ -1,10 +1,21 @@
 // owf: design low-bit number formats for LLM weights, quantise, and measure the cost.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "commands.h"
 
 int main(int argc, char** argv) {
+  // `owf help <command>` is `owf <command> --help`.
+  std::vector<char*> args(argv, argv + argc);
+  static char help_flag[] = "--help";
+  if (argc >= 2 && std::string(argv[1]) == "help") {
+    args.erase(args.begin() + 1);
+    args.push_back(help_flag);
+  }
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   CLI::App app{
       "owf: optimal weight formats. Design low-bit number formats for LLM weights (cube-root-density\n"
       "codebooks, block scaling, outliers, entropy coding), quantise tensors, and measure the cost."};

@@ -1,0 +1,156 @@
+// The owf command line, end to end: exit codes, JSON fields, messages on bad input, and that
+// --output writes a tensor that reads back to the reported error.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "owf/io/npy.h"
+
+namespace owf {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kGolden = std::string(OWF_SHARED_DIR) + "/golden";
+
+struct CliRun {
+  int code;
+  std::string out;  // stdout and stderr
+};
+
+CliRun Owf(const std::string& args) {
+  const std::string cmd = std::string(OWF_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  CliRun r{-1, ""};
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("owf_cli_test_" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  fs::path dir_;
+};
+
+TEST_F(Cli, FormatShowsTheCodebook) {
+  CliRun r = Owf("format 'crd3(t,df=7)@64:absmax' --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["spec"], "crd3(t,df=7)@64:absmax:bf16");
+  EXPECT_DOUBLE_EQ(j["bits_per_element"].get<double>(), 3.25);
+  // reference-spec 2.3: crd_block_t(3, 64, 7) = +-{0.089614, 0.284030, 0.539125, 1}.
+  const double want[] = {-1, -0.539125, -0.284030, -0.089614, 0.089614, 0.284030, 0.539125, 1};
+  ASSERT_EQ(j["values"].size(), 8u);
+  for (int i = 0; i < 8; ++i) EXPECT_NEAR(j["values"][i].get<double>(), want[i], 1e-6);
+  r = Owf("format e2m1");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("values (15)"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, FormatsListsEveryFamily) {
+  CliRun r = Owf("formats");
+  ASSERT_EQ(r.code, 0);
+  for (const char* name : {"int<b>", "e<E>m<M>", "nf4", "sf4", "lut(", "crd<b>", "lloyd<b>", "grid(<b>)", "signmax",
+                           "e8m0", "+search", "+outliers", "+entropy"})
+    EXPECT_NE(r.out.find(name), std::string::npos) << name;
+}
+
+TEST_F(Cli, BadSpecPointsAtTheCharacter) {
+  CliRun r = Owf("format 'crd4(t,df=x)@64:absmax'");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("at column 11: expected a number"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("          ^"), std::string::npos) << r.out;
+  EXPECT_EQ(Owf("format 'nf4@0:absmax'").code, 1);
+  EXPECT_EQ(Owf("frobnicate").code, 109);  // CLI11: unknown subcommand / extra argument
+}
+
+TEST_F(Cli, MeasureReportsAndWritesTheDequantisedTensor) {
+  if (!fs::exists(kGolden + "/data/normal.npy")) GTEST_SKIP() << "golden data not found at " << kGolden;
+  const std::string in = kGolden + "/data/normal.npy";
+  CliRun r = Owf("measure 'nf4@64:absmax' " + in + " --json --threads 1 --output " + Path("q1.npy"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"spec", "rmse_norm", "bits_per_element", "elements", "seconds"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["spec"], "nf4@64:absmax:bf16");
+  EXPECT_EQ(j["elements"], 262144);
+  EXPECT_DOUBLE_EQ(j["bits_per_element"].get<double>(), 4.25);
+  EXPECT_NEAR(j["rmse_norm"].get<double>(), 0.09191295504570007, 1e-5);  // golden
+  // The written tensor reproduces the reported error.
+  auto x = ReadNpy(in);
+  auto q = ReadNpy(Path("q1.npy"));
+  ASSERT_TRUE(x.ok() && q.ok());
+  ASSERT_EQ(q->shape, x->shape);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x->data.size(); ++i) {
+    num += std::pow(double(q->data[i]) - x->data[i], 2);
+    den += std::pow(double(x->data[i]), 2);
+  }
+  EXPECT_NEAR(std::sqrt(num / den), j["rmse_norm"].get<double>(), 1e-9);
+  // Same bytes with more threads.
+  ASSERT_EQ(Owf("measure 'nf4@64:absmax' " + in + " --threads 3 -o " + Path("q3.npy")).code, 0);
+  std::ifstream a(Path("q1.npy"), std::ios::binary), b(Path("q3.npy"), std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(a), {}), std::string(std::istreambuf_iterator<char>(b), {}));
+}
+
+TEST_F(Cli, BadInputFilesGiveClearErrors) {
+  CliRun r = Owf("measure nf4 " + Path("missing.npy"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("missing.npy"), std::string::npos) << r.out;
+
+  Tensor t;
+  t.shape = {2, 64};
+  t.data.assign(128, 0.5f);
+  t.data[70] = NAN;
+  ASSERT_TRUE(WriteNpy(Path("nan.npy"), t).ok());
+  r = Owf("measure 'nf4@64:absmax' " + Path("nan.npy"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("(row 1, column 6) is NaN"), std::string::npos) << r.out;
+
+  std::ofstream(Path("trunc.npy"), std::ios::binary) << SerializeNpy(t).substr(0, 200);
+  r = Owf("measure nf4 " + Path("trunc.npy"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("trunc.npy"), std::string::npos) << r.out;
+
+  t.data[70] = 1.0f;
+  ASSERT_TRUE(WriteNpy(Path("small.npy"), t).ok());
+  r = Owf("measure 'nf4@128:absmax' " + Path("small.npy"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("larger than the tensor"), std::string::npos) << r.out;
+  // A failed run leaves no output behind.
+  r = Owf("measure 'nf4@128:absmax' " + Path("small.npy") + " -o " + Path("out.npy"));
+  EXPECT_FALSE(fs::exists(Path("out.npy")));
+}
+
+TEST_F(Cli, DemoPrintsTheRateDistortionTable) {
+  CliRun r = Owf("demo --json");
+  ASSERT_EQ(r.code, 0) << r.out.substr(0, 500);
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 45u);
+  for (const auto& row : j) {
+    // Nothing beats the Shannon bound of a Gaussian on Gaussian data; entropy-coded grids come
+    // within ~0.25 bit (Gish-Pierce 0.2546 asymptotically).
+    if (row["data"] == "normal") {
+      EXPECT_GT(row["shannon_gap_bits"].get<double>(), 0.2) << row["spec"];
+      if (row["spec"].get<std::string>().starts_with("grid"))
+        EXPECT_LT(row["shannon_gap_bits"].get<double>(), 0.3) << row["spec"];
+    }
+  }
+}
+
+}  // namespace
+}  // namespace owf
