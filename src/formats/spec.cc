@@ -370,6 +370,11 @@ const char* ScaleFormatName(ScaleFormat f) {
     if (s.format == f) return s.name;
   return "?";
 }
+std::optional<ScaleFormat> ScaleFormatFromName(std::string_view name) {
+  for (const auto& s : kScaleFormats)
+    if (name == s.name) return s.format;
+  return std::nullopt;
+}
 int ScaleFormatBits(ScaleFormat f) {
   for (const auto& s : kScaleFormats)
     if (s.format == f) return s.bits;

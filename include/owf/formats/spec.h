@@ -98,6 +98,7 @@ std::string ToString(const ScalingSpec& scaling);
 
 // Name tables shared by the parser, the printer and `owf formats`.
 const char* ScaleFormatName(ScaleFormat f);
+std::optional<ScaleFormat> ScaleFormatFromName(std::string_view name);
 int ScaleFormatBits(ScaleFormat f);
 const char* ScaleKindName(ScaleKind k);
 const char* DistributionName(Distribution d);
