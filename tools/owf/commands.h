@@ -28,5 +28,8 @@ int RunSynth(const SynthArgs& args);
 int RunFormat(const std::string& spec, bool json);
 int RunMeasure(const MeasureArgs& args);
 int RunDemo(bool json, int threads);
+// Lists a model's tensors (shape, dtype, parameters; rms, absmax, excess kurtosis and fitted
+// Student-t df of float tensors) and totals per dtype.
+int RunInspect(const std::string& model, bool json, int threads);
 
 }  // namespace owf::cli

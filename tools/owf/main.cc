@@ -45,6 +45,14 @@ int main(int argc, char** argv) {
   demo->add_flag("--json", json, "Machine-readable output");
   demo->add_option("--threads", threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
 
+  std::string model;
+  auto* inspect = app.add_subcommand("inspect", "List a model's tensors with shape, dtype and weight statistics\n"
+                                                "(rms, absmax, excess kurtosis, fitted Student-t df), and totals per dtype");
+  inspect->add_option("MODEL", model, "Model: .gguf, .safetensors (or its index), a model directory, or .npy")
+      ->required();
+  inspect->add_flag("--json", json, "Machine-readable output");
+  inspect->add_option("--threads", threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+
   owf::cli::SynthArgs synth_args;
   auto* synth = app.add_subcommand("synth", "Write a synthetic iid tensor (.npy) to try formats on");
   synth->add_option("DIST", synth_args.dist, "normal, laplace or t<df> (e.g. t4)")->required();
@@ -63,6 +71,7 @@ int main(int argc, char** argv) {
   if (*measure) return owf::cli::RunMeasure(measure_args);
   if (*synth) return owf::cli::RunSynth(synth_args);
   if (*demo) return owf::cli::RunDemo(json, threads);
+  if (*inspect) return owf::cli::RunInspect(model, json, threads);
   std::fputs(app.help().c_str(), stdout);
   return 0;
 }
