@@ -40,6 +40,10 @@ const TensorInfo* ModelReader::Find(const std::string& name) const {
 }
 
 Result<Tensor> ModelReader::Read(const TensorInfo& info) const {
+  if (info.dtype == DType::kOther && info.quantised) {
+    return Unsupported("tensor '" + info.name + "' is already quantised (" + info.dtype_name +
+                       "); owf needs F32, F16 or BF16 weights");
+  }
   if (info.dtype == DType::kOther) {
     return Unsupported("tensor '" + info.name + "' has dtype '" + info.dtype_name +
                        "'; owf reads F32, F16 and BF16 weights");
@@ -47,7 +51,8 @@ Result<Tensor> ModelReader::Read(const TensorInfo& info) const {
   const std::span<const uint8_t> raw = RawBytes(info);
   const int64_t n = info.numel();
   const size_t width = static_cast<size_t>(DTypeBits(info.dtype) / 8);
-  if (n < 0 || raw.size() != static_cast<size_t>(n) * width) {
+  if (n < 0 || static_cast<uint64_t>(n) > raw.size() / width ||
+      raw.size() != static_cast<size_t>(n) * width) {
     return InvalidData("tensor '" + info.name + "': " + std::to_string(raw.size()) + " bytes stored, shape needs " +
                        std::to_string(static_cast<size_t>(n) * width));
   }
@@ -60,7 +65,9 @@ Result<Tensor> ModelReader::Read(const TensorInfo& info) const {
   }
   const uint8_t* p = raw.data();
   switch (info.dtype) {
-    case DType::kF32: std::memcpy(t.data.data(), p, raw.size()); break;
+    case DType::kF32:
+      if (n > 0) std::memcpy(t.data.data(), p, raw.size());  // empty: both pointers may be null
+      break;
     case DType::kF16:
       for (int64_t i = 0; i < n; ++i) {
         uint16_t h;

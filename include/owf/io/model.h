@@ -35,6 +35,7 @@ struct TensorInfo {
   int shard = 0;               // index into the reader's files
   uint64_t offset = 0;         // absolute byte offset of the data in its file
   uint64_t nbytes = 0;
+  bool quantised = false;      // a GGUF block-quantised type (Q4_K, IQ2_XS, ...): never readable
 
   int64_t numel() const;
 };
