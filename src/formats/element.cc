@@ -195,9 +195,9 @@ void ElementFormat::QuantiseScaled(std::span<const float> x, float scale, float*
   if (kind_ == Kind::kInt && format_scale_ == 1.0f) {
     for (size_t i = 0; i < n; ++i) {
       const float y = scale != 0.0f ? x[i] / scale : x[i];
-      const float v = QuantiseUnscaled(y);
-      if (codes) codes[i] = static_cast<uint16_t>(v - lo_);
-      out[i] = v * scale;
+      const uint16_t code = static_cast<uint16_t>(QuantiseUnscaled(y) - lo_);
+      if (codes) codes[i] = code;
+      out[i] = centroids_[code] * scale;  // the codebook value: +0, never -0
     }
     return;
   }
@@ -215,20 +215,23 @@ void ElementFormat::QuantiseScaled(std::span<const float> x, float scale, float*
     for (size_t i = 0; i < n; ++i) {
       const float y = std::clamp(scale != 0.0f ? x[i] / scale : x[i], -max_, max_);
       const uint32_t b = (FloatBits(y / shift) + offset) & ~mask;
-      const float q = BitsFloat(b) * shift;
-      if (codes) {
-        const int32_t magnitude = static_cast<int32_t>((b & 0x7FFFFFFFu) >> std::max(k, 0));
-        codes[i] = static_cast<uint16_t>((b >> 31) ? zero_code - magnitude : zero_code + magnitude);
-      }
-      out[i] = q * scale;
+      const int32_t magnitude = static_cast<int32_t>((b & 0x7FFFFFFFu) >> std::max(k, 0));
+      const uint16_t code = static_cast<uint16_t>((b >> 31) ? zero_code - magnitude : zero_code + magnitude);
+      if (codes) codes[i] = code;
+      out[i] = centroids_[code] * scale;
     }
     return;
   }
   for (size_t i = 0; i < n; ++i) {
     const float y = scale != 0.0f ? x[i] / scale : x[i];
     const float q = Quantise(y);
-    if (codes) codes[i] = has_codes() ? static_cast<uint16_t>(CodeOfValue(q)) : 0;
-    out[i] = q * scale;
+    if (!has_codes()) {
+      out[i] = q * scale;
+      continue;
+    }
+    const uint16_t code = static_cast<uint16_t>(CodeOfValue(q));
+    if (codes) codes[i] = code;
+    out[i] = centroids_[code] * scale;
   }
 }
 

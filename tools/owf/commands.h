@@ -23,7 +23,20 @@ struct SynthArgs {
   float scale = 0.02f;
 };
 
+struct QuantiseArgs {
+  std::string model;
+  std::string format;
+  std::string output;
+  std::string rules;
+  std::string report;
+  std::string emit = "packed";
+  int threads = 0;
+  bool json = false;
+};
+
 int RunFormats(bool json);
+int RunQuantise(const QuantiseArgs& args);
+int RunDequantise(const std::string& packed, const std::string& output);
 int RunSynth(const SynthArgs& args);
 int RunFormat(const std::string& spec, bool json);
 int RunMeasure(const MeasureArgs& args);

@@ -53,6 +53,25 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", json, "Machine-readable output");
   inspect->add_option("--threads", threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
 
+  owf::cli::QuantiseArgs qa;
+  auto* quantise = app.add_subcommand("quantise", "Quantise a whole model (safetensors file/shards/directory, GGUF, .npy)");
+  quantise->alias("quantize");
+  quantise->add_option("MODEL", qa.model, "Model: .gguf, .safetensors (or its index), a model directory, or .npy")
+      ->required();
+  quantise->add_option("-f,--format", qa.format, "Spec for every selected tensor (2-D weights), e.g. 'crd4(t)@64:absmax+search'");
+  quantise->add_option("-o,--output", qa.output, "Output file (or directory for a sharded --emit fake)")->required();
+  quantise->add_option("--rules", qa.rules, "JSON rules: {\"default\": SPEC, \"<glob>\": SPEC | \"keep\"}");
+  quantise->add_option("--emit", qa.emit, "packed (owf container, default) or fake (dequantised copy in the source format)");
+  quantise->add_option("--report", qa.report, "Write the per-tensor report as JSON");
+  quantise->add_option("--threads", qa.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  quantise->add_flag("--json", qa.json, "Print the report as JSON");
+
+  std::string packed_in, deq_out;
+  auto* dequantise = app.add_subcommand("dequantise", "Rebuild the dequantised model (as --emit fake) from a packed file");
+  dequantise->alias("dequantize");
+  dequantise->add_option("PACKED", packed_in, "owf packed container")->required();
+  dequantise->add_option("-o,--output", deq_out, "Output file or directory")->required();
+
   owf::cli::SynthArgs synth_args;
   auto* synth = app.add_subcommand("synth", "Write a synthetic iid tensor (.npy) to try formats on");
   synth->add_option("DIST", synth_args.dist, "normal, laplace or t<df> (e.g. t4)")->required();
@@ -69,6 +88,8 @@ int main(int argc, char** argv) {
   if (*formats) return owf::cli::RunFormats(json);
   if (*format) return owf::cli::RunFormat(spec, json);
   if (*measure) return owf::cli::RunMeasure(measure_args);
+  if (*quantise) return owf::cli::RunQuantise(qa);
+  if (*dequantise) return owf::cli::RunDequantise(packed_in, deq_out);
   if (*synth) return owf::cli::RunSynth(synth_args);
   if (*demo) return owf::cli::RunDemo(json, threads);
   if (*inspect) return owf::cli::RunInspect(model, json, threads);

@@ -53,7 +53,9 @@ class ElementFormat {
   int Code(float x) const;
 
   // Fast path: y[i] = x[i] / scale (or x[i] when scale == 0), codes[i] = code of y[i],
-  // out[i] = centroid * scale. Bit-identical to the scalar path. codes may be null.
+  // out[i] = centroids()[code] * scale: equal to Quantise(y[i]) * scale, except that a zero is
+  // always +0 (the codebook's zero), so values are a function of (code, scale) alone. codes may
+  // be null.
   void QuantiseScaled(std::span<const float> x, float scale, float* out, uint16_t* codes) const;
 
  private:

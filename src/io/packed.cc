@@ -1,0 +1,202 @@
+#include "owf/io/packed.h"
+
+#include <cstring>
+
+#include "owf/core/numeric.h"
+#include "owf/formats/packing.h"
+
+namespace owf {
+namespace {
+
+std::span<const uint8_t> AsBytes(const void* p, size_t n) { return {static_cast<const uint8_t*>(p), n}; }
+
+const char* CastDtype(ElementFamily f) {
+  return f == ElementFamily::kBf16 ? "BF16" : f == ElementFamily::kFp16 ? "F16" : "F32";
+}
+
+template <typename T>
+T Get(const nlohmann::json& j, const char* key) {
+  return j.at(key).get<T>();
+}
+
+}  // namespace
+
+Result<LargeVector<uint8_t>> EncodeAs(const Tensor& t, const std::string& dtype) {
+  LargeVector<uint8_t> out;
+  const size_t n = t.data.size();
+  if (dtype == "F32") {
+    out.resize(n * 4);
+    std::memcpy(out.data(), t.data.data(), out.size());
+  } else if (dtype == "BF16" || dtype == "F16") {
+    out.resize(n * 2);
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t h = dtype == "BF16" ? Bf16FromFloat(t.data[i]) : Fp16FromFloat(t.data[i]);
+      std::memcpy(&out[2 * i], &h, 2);
+    }
+  } else {
+    return Unsupported("cannot store values as '" + dtype + "'; owf writes F32, BF16 and F16");
+  }
+  return out;
+}
+
+int64_t PackedPayloadBytes(const QuantisedTensor& q) {
+  const int64_t n = q.values.numel();
+  if (!q.element.has_codes()) return n * static_cast<int64_t>(q.element.bits() / 8);
+  int64_t bytes = ChoosePacking(static_cast<int64_t>(q.element.centroids().size())).PackedBytes(n);
+  if (q.spec.scaling) bytes += static_cast<int64_t>(q.scales.size()) * ScaleFormatBits(q.spec.scaling->format) / 8;
+  const int64_t k = static_cast<int64_t>(q.outlier_indices.size());
+  if (k) bytes += k * ((n >= (int64_t{1} << 32) ? 8 : 4) + (q.spec.outliers->format == ElementFamily::kFp32 ? 4 : 2));
+  return bytes;
+}
+
+Result<nlohmann::json> AddPackedTensor(SafetensorsWriter& w, const std::string& name, const QuantisedTensor& q,
+                                       const std::string& source_dtype) {
+  const int64_t n = q.values.numel();
+  nlohmann::json d;
+  d["spec"] = ToString(q.spec);
+  if (!q.fitted.empty()) d["fitted"] = q.fitted;
+  d["shape"] = q.values.shape;
+  d["dtype"] = source_dtype;
+  d["bits"] = q.total_bits();
+  if (!q.element.has_codes()) {
+    const char* dtype = CastDtype(q.spec.element.family);
+    OWF_ASSIGN_OR_RETURN(auto bytes, EncodeAs(q.values, dtype));
+    OWF_RETURN_IF_ERROR(w.Add(name + ".values", dtype, q.values.shape, bytes));
+    d["kind"] = "cast";
+    d["values"] = name + ".values";
+    return d;
+  }
+  d["kind"] = "codes";
+  const std::vector<float>& codebook = q.element.centroids();
+  d["codebook"] = codebook;
+  const CodePacking p = ChoosePacking(static_cast<int64_t>(codebook.size()));
+  d["group"] = p.group;
+  d["group_bits"] = p.group_bits;
+  d["rows"] = q.geometry.rows;
+  d["cols"] = q.geometry.cols;
+  const LargeVector<uint8_t> packed = PackCodes(q.codes, p);
+  OWF_RETURN_IF_ERROR(w.Add(name + ".codes", "U8", {static_cast<int64_t>(packed.size())}, packed));
+  d["codes"] = name + ".codes";
+  if (q.spec.scaling) {
+    const ScaleFormat f = q.spec.scaling->format;
+    d["block"] = {q.geometry.block_rows, q.geometry.block_cols};
+    d["scale_format"] = ScaleFormatName(f);
+    const std::vector<uint8_t> s = EncodeScales(q.scales, f);
+    OWF_RETURN_IF_ERROR(w.Add(name + ".scales", ScaleDtype(f),
+                              {q.geometry.blocks_down(), q.geometry.blocks_across()}, s));
+    d["scales"] = name + ".scales";
+  }
+  if (!q.outlier_indices.empty()) {
+    const int64_t k = static_cast<int64_t>(q.outlier_indices.size());
+    const bool wide = n >= (int64_t{1} << 32);
+    std::vector<uint8_t> idx;
+    if (wide) {
+      idx.assign(reinterpret_cast<const uint8_t*>(q.outlier_indices.data()),
+                 reinterpret_cast<const uint8_t*>(q.outlier_indices.data() + k));
+    } else {
+      std::vector<uint32_t> narrow(q.outlier_indices.begin(), q.outlier_indices.end());
+      idx.assign(reinterpret_cast<const uint8_t*>(narrow.data()), reinterpret_cast<const uint8_t*>(narrow.data() + k));
+    }
+    OWF_RETURN_IF_ERROR(w.Add(name + ".outlier_index", wide ? "I64" : "U32", {k}, idx));
+    Tensor values;
+    values.shape = {k};
+    values.data.assign(q.outlier_values.begin(), q.outlier_values.end());
+    const char* vdtype = CastDtype(q.spec.outliers->format);
+    OWF_ASSIGN_OR_RETURN(auto vbytes, EncodeAs(values, vdtype));
+    OWF_RETURN_IF_ERROR(w.Add(name + ".outlier_value", vdtype, {k}, vbytes));
+    d["outliers"] = {{"count", k}, {"index", name + ".outlier_index"}, {"value", name + ".outlier_value"}};
+  }
+  return d;
+}
+
+Result<nlohmann::json> ReadPackedMetadata(const ModelReader& packed) {
+  const nlohmann::json& meta = packed.metadata();
+  if (!meta.is_object() || !meta.contains(kPackedMetadataKey) || !meta[kPackedMetadataKey].is_string())
+    return InvalidData("not an owf packed file (no \"owf\" entry in the safetensors __metadata__)");
+  nlohmann::json j = nlohmann::json::parse(meta[kPackedMetadataKey].get<std::string>(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return InvalidData("the \"owf\" metadata is not a JSON object");
+  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != kPackedVersion)
+    return Unsupported("packed container version " + (j.contains("version") ? j["version"].dump() : "?") +
+                       "; this owf reads version " + std::to_string(kPackedVersion));
+  if (!j.contains("tensors") || !j["tensors"].is_object()) return InvalidData("the \"owf\" metadata has no tensors");
+  return j;
+}
+
+Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& name, const nlohmann::json& d) {
+  auto fail = [&](const std::string& what) { return InvalidData("packed tensor '" + name + "': " + what); };
+  auto part = [&](const nlohmann::json& key) -> Result<const TensorInfo*> {
+    if (!key.is_string()) return fail("missing part name");
+    const TensorInfo* t = packed.Find(key.get<std::string>());
+    if (!t) return fail("part '" + key.get<std::string>() + "' is not in the file");
+    return t;
+  };
+  try {
+    Tensor out;
+    out.shape = Get<std::vector<int64_t>>(d, "shape");
+    int64_t n = 1;
+    for (int64_t dim : out.shape) {
+      if (dim < 0 || (dim > 0 && n > (int64_t{1} << 40) / dim)) return fail("bad shape");
+      n *= dim;
+    }
+    const std::string kind = Get<std::string>(d, "kind");
+    if (kind == "cast") {
+      OWF_ASSIGN_OR_RETURN(const TensorInfo* v, part(d.at("values")));
+      OWF_ASSIGN_OR_RETURN(Tensor t, packed.Read(*v));
+      if (t.numel() != n) return fail("values have the wrong size");
+      t.shape = out.shape;
+      return t;
+    }
+    if (kind != "codes") return fail("unknown kind '" + kind + "'");
+    const std::vector<float> codebook = Get<std::vector<float>>(d, "codebook");
+    if (codebook.empty() || codebook.size() > 65536) return fail("codebook must have 1 to 65536 entries");
+    CodePacking p{static_cast<int64_t>(codebook.size()), Get<int>(d, "group"), Get<int>(d, "group_bits")};
+    if (p.group < 1 || p.group > 64 || p.group_bits < 1 || p.group_bits > 64) return fail("bad code packing");
+    BlockGeometry g{Get<int64_t>(d, "rows"), Get<int64_t>(d, "cols"), 0, 0};
+    if (g.rows < 0 || g.cols < 0 || g.rows * g.cols != n) return fail("rows x cols does not match the shape");
+    g.block_rows = g.rows;
+    g.block_cols = g.cols;
+    OWF_ASSIGN_OR_RETURN(const TensorInfo* codes_info, part(d.at("codes")));
+    OWF_ASSIGN_OR_RETURN(auto codes, UnpackCodes(packed.RawBytes(*codes_info), n, p));
+    std::vector<float> scales;
+    if (d.contains("scales")) {
+      const auto block = Get<std::vector<int64_t>>(d, "block");
+      if (block.size() != 2 || block[0] < 1 || block[1] < 1) return fail("bad block");
+      g.block_rows = block[0];
+      g.block_cols = block[1];
+      const auto fmt = ScaleFormatFromName(Get<std::string>(d, "scale_format"));
+      if (!fmt) return fail("unknown scale format");
+      OWF_ASSIGN_OR_RETURN(const TensorInfo* s_info, part(d.at("scales")));
+      OWF_ASSIGN_OR_RETURN(scales, DecodeScales(packed.RawBytes(*s_info), *fmt, g.num_blocks()));
+    }
+    std::vector<int64_t> oidx;
+    std::vector<float> oval;
+    if (d.contains("outliers")) {
+      const auto& o = d.at("outliers");
+      OWF_ASSIGN_OR_RETURN(const TensorInfo* i_info, part(o.at("index")));
+      OWF_ASSIGN_OR_RETURN(const TensorInfo* v_info, part(o.at("value")));
+      const std::span<const uint8_t> raw = packed.RawBytes(*i_info);
+      const size_t width = i_info->dtype_name == "I64" ? 8 : i_info->dtype_name == "U32" ? 4 : 0;
+      if (width == 0 || raw.size() % width) return fail("outlier indices must be U32 or I64");
+      for (size_t k = 0; k < raw.size() / width; ++k) {
+        if (width == 8) {
+          int64_t v;
+          std::memcpy(&v, &raw[8 * k], 8);
+          oidx.push_back(v);
+        } else {
+          uint32_t v;
+          std::memcpy(&v, &raw[4 * k], 4);
+          oidx.push_back(v);
+        }
+      }
+      OWF_ASSIGN_OR_RETURN(Tensor values, packed.Read(*v_info));
+      oval.assign(values.data.begin(), values.data.end());
+    }
+    out.data.resize(static_cast<size_t>(n));
+    OWF_RETURN_IF_ERROR(DequantiseInto(codebook, g, scales, codes, oidx, oval, out.data).WithContext("packed tensor '" + name + "'"));
+    return out;
+  } catch (const nlohmann::json::exception& e) {
+    return fail(std::string("bad description: ") + e.what());
+  }
+}
+
+}  // namespace owf
