@@ -136,6 +136,47 @@ TEST_F(Cli, BadInputFilesGiveClearErrors) {
   EXPECT_FALSE(fs::exists(Path("out.npy")));
 }
 
+TEST_F(Cli, QuantiseAndDequantiseAModel) {
+  const std::string model = std::string(OWF_SHARED_DIR) + "/models/stories260K.gguf";
+  if (!fs::exists(model)) GTEST_SKIP() << "model not found: " << model;
+  std::ofstream(Path("rules.json")) << R"j({"token_embd*": "crd6(t)@64:absmax", "output.weight": "keep"})j";
+  CliRun r = Owf("quantise " + model + " --format 'nf4@64:absmax' --rules " + Path("rules.json") + " -o " +
+                 Path("q.safetensors") + " --report " + Path("report.json") + " --threads 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("bits per param"), std::string::npos) << r.out;
+  std::ifstream in(Path("report.json"));
+  const auto report = nlohmann::json::parse(in);
+  bool saw_embedding = false;
+  for (const auto& t : report["tensors"]) {
+    if (t["name"] == "token_embd.weight") {
+      saw_embedding = true;
+      EXPECT_EQ(t["spec"], "crd6(t)@64:absmax:bf16");
+      EXPECT_DOUBLE_EQ(t["bits_per_param"].get<double>(), 6.25);
+    }
+    if (t["name"] == "output.weight") EXPECT_EQ(t["spec"], "keep");
+    if (t["name"] == "blk.0.attn_q.weight") EXPECT_EQ(t["spec"], "nf4@64:absmax:bf16");
+  }
+  EXPECT_TRUE(saw_embedding);
+  ASSERT_EQ(Owf("dequantise " + Path("q.safetensors") + " -o " + Path("d.gguf")).code, 0);
+  r = Owf("quantise " + model + " --format 'nf4@64:absmax' --rules " + Path("rules.json") + " -o " + Path("f.gguf") +
+          " --emit fake --threads 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream a(Path("d.gguf"), std::ios::binary), b(Path("f.gguf"), std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(a), {}), std::string(std::istreambuf_iterator<char>(b), {}));
+  // The dequantised GGUF is a model owf (and llama.cpp) can read.
+  r = Owf("inspect " + Path("d.gguf") + " --json");
+  EXPECT_EQ(r.code, 0) << r.out;
+  // Errors: bad rule, missing --format, unreadable model; nothing written.
+  std::ofstream(Path("bad.json")) << R"j({"blk.*": "crd4(t,df=1)"})j";
+  r = Owf("quantise " + model + " --rules " + Path("bad.json") + " -o " + Path("x.safetensors"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("rule 'blk.*'"), std::string::npos) << r.out;
+  EXPECT_EQ(Owf("quantise " + model + " -o " + Path("x.safetensors")).code, 1);
+  r = Owf("quantise " + Path("rules.json") + " --format nf4 -o " + Path("x.safetensors"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_FALSE(fs::exists(Path("x.safetensors")));
+}
+
 TEST_F(Cli, DemoPrintsTheRateDistortionTable) {
   CliRun r = Owf("demo --json");
   ASSERT_EQ(r.code, 0) << r.out.substr(0, 500);
