@@ -210,6 +210,10 @@ class GgufReader final : public ModelReader {
     return bytes_.subspan(static_cast<size_t>(t.offset), static_cast<size_t>(t.nbytes));
   }
 
+  void Release(const TensorInfo& t) const override {
+    if (map_) map_->Release(RawBytes(t));
+  }
+
   // Parses bytes_; name_ appears in messages.
   Status Parse();
 

@@ -45,7 +45,7 @@ Result<Tensor> ModelReader::Read(const TensorInfo& info) const {
                        "); owf needs F32, F16 or BF16 weights");
   }
   if (info.dtype == DType::kOther) {
-    return Unsupported("tensor '" + info.name + "' has dtype '" + info.dtype_name +
+    return Unsupported("tensor '" + info.name + "' has unsupported dtype '" + info.dtype_name +
                        "'; owf reads F32, F16 and BF16 weights");
   }
   const std::span<const uint8_t> raw = RawBytes(info);

@@ -360,11 +360,16 @@ class SafetensorsReader : public ModelReader {
     return b.subspan(t.offset, t.nbytes);
   }
 
+  void Release(const TensorInfo& t) const override {
+    if (t.shard >= 0 && static_cast<size_t>(t.shard) < maps_.size() && maps_[static_cast<size_t>(t.shard)])
+      maps_[static_cast<size_t>(t.shard)]->Release(RawBytes(t));
+  }
+
   // Adds a shard's bytes (kept alive by `map` or by owned_) and its parsed header.
   void AddShard(std::span<const uint8_t> bytes, std::shared_ptr<MappedFile> map,
                 const std::string& path, ParsedHeader header) {
     shards_.push_back(bytes);
-    if (map) maps_.push_back(std::move(map));
+    maps_.push_back(std::move(map));  // null for in-memory images
     files_.push_back(path);
     for (auto& t : header.tensors) tensors_.push_back(std::move(t));
     for (auto& [k, v] : header.metadata.items()) {
@@ -376,7 +381,7 @@ class SafetensorsReader : public ModelReader {
 
  private:
   std::vector<std::span<const uint8_t>> shards_;
-  std::vector<std::shared_ptr<MappedFile>> maps_;
+  std::vector<std::shared_ptr<MappedFile>> maps_;  // one per shard, may be null
   std::vector<uint8_t> owned_;
 };
 

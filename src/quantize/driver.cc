@@ -174,6 +174,7 @@ Result<ModelReport> QuantiseModel(const std::string& input, const Rules& rules, 
       OWF_RETURN_IF_ERROR(sink->Kept(t, model->RawBytes(t)));
       row.bits = static_cast<double>(t.nbytes) * 8;
     }
+    model->Release(t);  // streaming: the source's pages need not stay resident
     report.elements += row.elements;
     report.bits += row.bits;
     report.tensors.push_back(std::move(row));

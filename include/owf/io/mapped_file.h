@@ -19,6 +19,9 @@ class MappedFile {
 
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
+  // Drops the resident pages wholly inside `range` (part of this mapping): they are read from the
+  // file again if touched. Keeps memory bounded when streaming through files larger than RAM.
+  void Release(std::span<const uint8_t> range) const;
 
  private:
   MappedFile() = default;

@@ -58,6 +58,8 @@ class ModelReader {
 
   // The tensor's bytes as stored (little-endian), pointing into the mapping.
   virtual std::span<const uint8_t> RawBytes(const TensorInfo& t) const = 0;
+  // A hint that the caller is done with the tensor's bytes: memory-mapped pages may be dropped.
+  virtual void Release(const TensorInfo&) const {}
   // The tensor converted to fp32. Errors: Unsupported "unsupported dtype 'I64' ..." or, for
   // quantised GGUF types, "tensor 'x' is already quantised (Q4_K) ...".
   Result<Tensor> Read(const TensorInfo& t) const;
