@@ -38,6 +38,13 @@ LargeVector<uint8_t> PackCodes(std::span<const uint16_t> codes, const CodePackin
   const int64_t count = static_cast<int64_t>(codes.size());
   LargeVector<uint8_t> out(static_cast<size_t>(p.PackedBytes(count)));
   std::memset(out.data(), 0, out.size());
+  if (p.group == 1 && p.group_bits <= 8 && 8 % p.group_bits == 0) {
+    // Whole codes per byte (1, 2, 4 or 8 bits): the same stream, without the general machinery.
+    const int per_byte = 8 / p.group_bits;
+    for (int64_t i = 0; i < count; ++i)
+      out[static_cast<size_t>(i / per_byte)] |= static_cast<uint8_t>(codes[static_cast<size_t>(i)] << ((i % per_byte) * p.group_bits));
+    return out;
+  }
   unsigned __int128 acc = 0;
   int acc_bits = 0;
   size_t pos = 0;

@@ -1,7 +1,8 @@
 // An allocator for large numeric buffers. Allocations of 1 MiB or more are mapped with their
 // pages populated up front (one system call instead of a page fault per 4 KiB, which dominated
-// quantisation time on virtual machines), and elements are default-initialised (no zero fill:
-// the memory is already zero or is about to be overwritten). Smaller requests use malloc.
+// quantisation time on virtual machines), freed ones are kept for reuse (up to 16 GiB), and
+// elements are default-initialised: memory is NOT zeroed, callers write every element they read.
+// Smaller requests use malloc.
 #pragma once
 
 #include <algorithm>
