@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <numeric>
+#include <random>
 
 namespace owf {
 
@@ -114,6 +115,33 @@ double IdealCodeBits(std::span<const int64_t> counts) {
   return bits;
 }
 
+std::vector<float> KMeansPlusPlus(const SortedSample& s, int levels) {
+  // D^2 sampling (Arthur & Vassilvitskii) on a strided subsample of at most 2^16 points, with a
+  // fixed seed: deterministic.
+  const int64_t n = s.size();
+  const int64_t m = std::min<int64_t>(n, 1 << 16);
+  std::vector<float> pts(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) pts[static_cast<size_t>(i)] = s.values()[static_cast<size_t>(i * n / m)];
+  std::mt19937_64 rng(0x5eed);
+  auto uniform = [&] { return static_cast<double>(rng() >> 11) * 0x1p-53; };
+  std::vector<float> c = {pts[static_cast<size_t>(uniform() * static_cast<double>(m))]};
+  std::vector<double> d2(pts.size());
+  for (size_t i = 0; i < pts.size(); ++i) d2[i] = static_cast<double>(pts[i] - c[0]) * (pts[i] - c[0]);
+  while (static_cast<int>(c.size()) < levels) {
+    const double total = std::accumulate(d2.begin(), d2.end(), 0.0);
+    if (!(total > 0)) break;  // fewer distinct values than levels
+    double r = uniform() * total;
+    size_t pick = 0;
+    while (pick + 1 < d2.size() && r >= d2[pick]) r -= d2[pick++];
+    c.push_back(pts[pick]);
+    for (size_t i = 0; i < pts.size(); ++i)
+      d2[i] = std::min(d2[i], static_cast<double>(pts[i] - pts[pick]) * (pts[i] - pts[pick]));
+  }
+  while (static_cast<int>(c.size()) < levels) c.push_back(c.back());
+  std::sort(c.begin(), c.end());
+  return c;
+}
+
 std::vector<float> FitLloyd(const SortedSample& s, int levels) {
   const int64_t n = s.size();
   std::vector<std::vector<float>> inits;
@@ -146,6 +174,7 @@ std::vector<float> FitLloyd(const SortedSample& s, int levels) {
       inits.push_back(cube);
     }
   }
+  if (n > 0) inits.push_back(KMeansPlusPlus(s, levels));
   std::vector<float> best;
   double best_err = INFINITY;
   for (auto& init : inits) {

@@ -40,8 +40,12 @@ class SortedSample {
 // (the reference's entropy model, trained on the same tensor with add-one smoothing).
 double IdealCodeBits(std::span<const int64_t> counts);
 
-// Lloyd-Max codebook of `levels` centroids, best of several deterministic initialisations
-// (uniform over [min, max], quantiles, cube-root density).
+// k-means++ seeding (D^2 sampling, fixed seed) on a strided subsample of at most 2^16 values.
+std::vector<float> KMeansPlusPlus(const SortedSample& sample, int levels);
+
+// Lloyd-Max codebook of `levels` centroids: exact Lloyd iterations from each of several
+// deterministic initialisations (uniform over [min, max] as the reference uses for absmax,
+// k-means++ as it uses for rms, quantiles, cube-root density), keeping the lowest error.
 std::vector<float> FitLloyd(const SortedSample& sample, int levels);
 
 // Uniform grid k * res, k = -K..K with K = ceil(extent / res).

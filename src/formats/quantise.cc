@@ -306,9 +306,17 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
                          "; owf quantises finite weights only");
     }
   }
-  if (opt.importance && static_cast<int64_t>(opt.importance->size()) != n)
-    return InvalidArgument("importance weights have " + std::to_string(opt.importance->size()) +
-                           " elements, the tensor " + std::to_string(n));
+  if (opt.importance) {
+    if (static_cast<int64_t>(opt.importance->size()) != n)
+      return InvalidArgument("importance weights have " + std::to_string(opt.importance->size()) +
+                             " elements, the tensor " + std::to_string(n));
+    for (size_t i = 0; i < opt.importance->size(); ++i) {
+      const float w = (*opt.importance)[i];
+      if (!(w >= 0) || !std::isfinite(w))
+        return InvalidData("importance weight at flat index " + std::to_string(i) + " is " + std::to_string(w) +
+                           "; weights must be finite and >= 0");
+    }
+  }
   QuantisedTensor out;
   out.spec = spec;
   if (spec.scaling) {

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "../formats/fit.h"
 #include "owf/core/numeric.h"
@@ -178,6 +179,38 @@ TEST(Fitting, ExactLloydMatchesBruteForceKMeansFixedPoint) {
     brute += best;
   }
   EXPECT_NEAR(s.Error(c), brute, 1e-6 * brute);
+}
+
+TEST(Fitting, KMeansPlusPlusSeedsDistinctSortedCentroids) {
+  std::vector<float> y;
+  for (int i = 0; i < 1000; ++i) y.push_back(static_cast<float>(i % 10));  // 10 distinct values
+  SortedSample s(y, std::vector<float>(y.size(), 1.0f));
+  auto c = KMeansPlusPlus(s, 10);
+  ASSERT_EQ(c.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(c.begin(), c.end()));
+  EXPECT_EQ(std::set<float>(c.begin(), c.end()).size(), 10u);  // D^2 sampling never repeats a point
+  EXPECT_EQ(KMeansPlusPlus(s, 10), c);                            // deterministic
+  EXPECT_EQ(KMeansPlusPlus(s, 16).size(), 16u);                   // more levels than values: padded
+}
+
+TEST(Fitting, ImportanceWeightsSteerTheCodebook) {
+  // Heavy weight on a few large values: a weighted Lloyd codebook fits them better.
+  Tensor x = RandomTensor(64, 256, 15, 0.02f, true);
+  std::vector<float> w(x.data.size(), 1.0f);
+  for (size_t i = 0; i < w.size(); ++i)
+    if (std::fabs(x.data[i]) > 0.05f) w[i] = 1000.0f;
+  auto plain = QuantiseTensor(*ParseSpec("lloyd3@tensor:rms"), x);
+  auto weighted = QuantiseTensor(*ParseSpec("lloyd3@tensor:rms"), x, QuantiseOptions{0, &w});
+  ASSERT_TRUE(plain.ok() && weighted.ok());
+  auto werr = [&](const QuantisedTensor& q) {
+    double e = 0;
+    for (size_t i = 0; i < w.size(); ++i) e += w[i] * std::pow(double(q.values.data[i]) - x.data[i], 2);
+    return e;
+  };
+  EXPECT_LT(werr(*weighted), 0.8 * werr(*plain));
+  std::vector<float> bad(x.data.size(), 1.0f);
+  bad[3] = -1.0f;
+  EXPECT_FALSE(QuantiseTensor(*ParseSpec("lloyd3@tensor:rms"), x, QuantiseOptions{0, &bad}).ok());
 }
 
 TEST(Fitting, IdealCodeLengthIsTheSmoothedEmpiricalEntropy) {

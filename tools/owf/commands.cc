@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -92,7 +93,16 @@ int RunMeasure(const MeasureArgs& a) {
   if (!spec.ok()) return Fail(spec.status());
   auto x = ReadNpy(a.input);
   if (!x.ok()) return Fail(x.status());
-  auto q = QuantiseTensor(*spec, *x, QuantiseOptions{a.threads, nullptr});
+  std::vector<float> importance;
+  if (!a.importance.empty()) {
+    auto w = ReadNpy(a.importance);
+    if (!w.ok()) return Fail(w.status());
+    if (w->shape != x->shape)
+      return Fail(InvalidArgument(a.importance + ": importance shape " + w->ShapeString() + " differs from the tensor's " +
+                                  x->ShapeString()));
+    importance.assign(w->data.begin(), w->data.end());
+  }
+  auto q = QuantiseTensor(*spec, *x, QuantiseOptions{a.threads, importance.empty() ? nullptr : &importance});
   if (!q.ok()) return Fail(q.status().WithContext(a.input));
   if (!a.output.empty()) {
     Status st = WriteNpy(a.output, q->values);
@@ -100,6 +110,15 @@ int RunMeasure(const MeasureArgs& a) {
   }
   const double bits = q->bits_per_element();
   const ErrorMetrics m = ComputeMetrics(q->error, bits);
+  double weighted_rmse = 0;
+  if (!importance.empty()) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < importance.size(); ++i) {
+      num += importance[i] * std::pow(static_cast<double>(q->values.data[i]) - x->data[i], 2);
+      den += importance[i] * std::pow(static_cast<double>(x->data[i]), 2);
+    }
+    weighted_rmse = den > 0 ? std::sqrt(num / den) : 0;
+  }
   if (a.json) {
     nlohmann::json j{{"spec", ToString(*spec)},
                      {"rmse_norm", m.rmse_norm},
@@ -111,6 +130,7 @@ int RunMeasure(const MeasureArgs& a) {
                      {"shannon_gap_bits", m.shannon_gap_bits},
                      {"shape", x->shape},
                      {"fitted", q->fitted}};
+    if (!importance.empty()) j["weighted_rmse_norm"] = weighted_rmse;
     Print(j);
     return 0;
   }
@@ -120,6 +140,7 @@ int RunMeasure(const MeasureArgs& a) {
               static_cast<long long>(x->numel()));
   std::printf("bits per element  %.6g\n", bits);
   std::printf("rmse_norm         %.6g\n", m.rmse_norm);
+  if (!importance.empty()) std::printf("weighted rmse     %.6g   (importance-weighted)\n", weighted_rmse);
   std::printf("SNR               %.2f dB\n", m.snr_db);
   std::printf("rmse * 2^bits     %.4f   (1 = Shannon bound for Gaussian data)\n", m.efficiency);
   std::printf("gap to Shannon    %+.3f bits per element\n", m.shannon_gap_bits);

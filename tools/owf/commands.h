@@ -11,6 +11,7 @@ struct MeasureArgs {
   std::string spec;
   std::string input;
   std::string output;
+  std::string importance;
   int threads = 0;
   bool json = false;
 };

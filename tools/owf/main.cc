@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   measure->add_option("SPEC", measure_args.spec, "Format spec, e.g. 'nf4@64:absmax'")->required();
   measure->add_option("INPUT", measure_args.input, "Tensor file (.npy: float16/32/64, any rank)")->required();
   measure->add_option("-o,--output", measure_args.output, "Write the dequantised tensor (float32 .npy)");
+  measure->add_option("--importance", measure_args.importance,
+                      "Per-element importance weights (.npy, same shape) for +search and lloyd");
   measure->add_option("--threads", measure_args.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   measure->add_flag("--json", measure_args.json, "Machine-readable output");
 
