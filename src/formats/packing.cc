@@ -37,7 +37,7 @@ CodePacking ChoosePacking(int64_t levels) {
 LargeVector<uint8_t> PackCodes(std::span<const uint16_t> codes, const CodePacking& p) {
   const int64_t count = static_cast<int64_t>(codes.size());
   LargeVector<uint8_t> out(static_cast<size_t>(p.PackedBytes(count)));
-  std::memset(out.data(), 0, out.size());
+  if (!out.empty()) std::memset(out.data(), 0, out.size());  // data() may be null when empty
   if (p.group == 1 && p.group_bits <= 8 && 8 % p.group_bits == 0) {
     // Whole codes per byte (1, 2, 4 or 8 bits): the same stream, without the general machinery.
     const int per_byte = 8 / p.group_bits;

@@ -10,6 +10,7 @@
 #include "fit.h"
 #include "owf/core/numeric.h"
 #include "owf/core/parallel.h"
+#include "owf/formats/rotation.h"
 #include "owf/stats/crd.h"
 #include "scaling.h"
 
@@ -336,6 +337,13 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
     for (int64_t i : out.outlier_indices) zeroed.data[static_cast<size_t>(i)] = 0.0f;
     dense = &zeroed;
   }
+  Tensor rotated;
+  if (spec.rotate_seed) {
+    rotated = *dense;
+    HadamardRotate(rotated, *spec.rotate_seed, /*inverse=*/false, opt.threads);
+    dense = &rotated;
+    out.rotation_seed = spec.rotate_seed;
+  }
   const float* xd = dense->data.data();
 
   const ElementSpec& e = spec.element;
@@ -377,6 +385,7 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
       }
     }
   });
+  if (spec.rotate_seed) HadamardRotate(out.values, *spec.rotate_seed, /*inverse=*/true, opt.threads);
   for (int64_t i : out.outlier_indices) {
     const float v = CastOutlier(x.data[static_cast<size_t>(i)], spec.outliers->format);
     out.outlier_values.push_back(v);

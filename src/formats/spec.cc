@@ -293,6 +293,19 @@ class Parser {
       spec->search = true;
       return Status::Ok();
     }
+    if (Accept("rotate(")) {
+      if (spec->rotate_seed) return Error("'+rotate' given twice", at);
+      OWF_RETURN_IF_ERROR(Expect("hadamard"));
+      int64_t seed = 0;
+      if (Accept(",")) {
+        const size_t seed_at = pos_;
+        OWF_RETURN_IF_ERROR(ParseInteger(&seed, "rotation seed"));
+        if (seed < 0) return Error("the rotation seed must be >= 0", seed_at);
+      }
+      OWF_RETURN_IF_ERROR(Expect(")"));
+      spec->rotate_seed = static_cast<uint64_t>(seed);
+      return Status::Ok();
+    }
     if (Accept("outliers(")) {
       if (spec->outliers) return Error("'+outliers' given twice", at);
       OutlierSpec o;
@@ -326,7 +339,7 @@ class Parser {
       }
       return Expect(")");
     }
-    return Error("expected a modifier: 'search', 'outliers(...)' or 'entropy(...)'");
+    return Error("expected a modifier: 'search', 'rotate(hadamard[,seed])', 'outliers(...)' or 'entropy(...)'");
   }
 
   Status Validate(const FormatSpec& spec) const {
@@ -435,6 +448,7 @@ std::string ToString(const FormatSpec& spec) {
   std::string s = ToString(spec.element);
   if (spec.scaling) s += "@" + ToString(*spec.scaling);
   if (spec.search) s += "+search";
+  if (spec.rotate_seed) s += *spec.rotate_seed ? "+rotate(hadamard," + std::to_string(*spec.rotate_seed) + ")" : "+rotate(hadamard)";
   if (spec.outliers) {
     s += "+outliers(" + FormatNumber(spec.outliers->fraction) + "," +
          NameOf(kCastFamilies, spec.outliers->format) + ")";
@@ -476,6 +490,7 @@ const std::vector<SyntaxEntry>& ScalingSyntax() {
 const std::vector<SyntaxEntry>& ModifierSyntax() {
   static const std::vector<SyntaxEntry> kRows = {
       {"+search", "search the format scale (and df for crd(t)) to minimise the tensor's error"},
+      {"+rotate(hadamard[,seed])", "randomised Hadamard rotation along the last axis before quantising (undone on dequantise)"},
       {"+outliers(f[,bf16|fp16|fp32])", "keep the largest-|x| fraction f exactly-ish, 32-bit index each"},
       {"+entropy(ideal)", "count the ideal static entropy-coded length of the indices"},
   };

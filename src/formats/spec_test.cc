@@ -15,7 +15,8 @@ TEST(Spec, CanonicalFormParsesBackToTheSameSpec) {
       "crd4(t,df=5,mode=asym)@64:signmax:bf16", "lloyd4@64:absmax:bf16", "lloyd3.5@tensor:rms:bf16",
       "grid(3.5)@tensor:absmax:bf16+entropy(ideal)", "bf16", "fp16", "fp32",
       "e2m1@channel:absmax:bf16+outliers(0.001,bf16)", "int4@64:absmax:bf16+search+outliers(0.01,fp32)",
-      "crd4(normal)@64:absmax:bf16+entropy(ideal)"};
+      "crd4(normal)@64:absmax:bf16+entropy(ideal)", "e2m1@32:absmax:e8m0+rotate(hadamard)",
+      "int4@64:absmax:bf16+search+rotate(hadamard,42)+outliers(0.001,bf16)"};
   for (const char* text : specs) {
     auto spec = ParseSpec(text);
     ASSERT_TRUE(spec.ok()) << text << ": " << spec.status().message();
@@ -72,6 +73,8 @@ TEST(Spec, ErrorsPointAtTheOffendingCharacter) {
       {"lut(1,1)", "distinct", 8},
       {"foo4", "expected an element format", 1},
       {"nf4+search+search", "given twice", 12},
+      {"nf4+rotate(dct)", "expected 'hadamard'", 12},
+      {"nf4+rotate(hadamard,-1)", "the rotation seed must be >= 0", 21},
   };
   for (const auto& c : cases) {
     auto spec = ParseSpec(c.text);

@@ -4,6 +4,7 @@
 
 #include "owf/core/numeric.h"
 #include "owf/formats/packing.h"
+#include "owf/formats/rotation.h"
 
 namespace owf {
 namespace {
@@ -67,6 +68,7 @@ Result<nlohmann::json> AddPackedTensor(SafetensorsWriter& w, const std::string& 
     return d;
   }
   d["kind"] = "codes";
+  if (q.rotation_seed) d["rotation"] = {{"kind", "hadamard"}, {"seed", *q.rotation_seed}};
   const std::vector<float>& codebook = q.element.centroids();
   d["codebook"] = codebook;
   const CodePacking p = ChoosePacking(static_cast<int64_t>(codebook.size()));
@@ -192,7 +194,19 @@ Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& na
       oval.assign(values.data.begin(), values.data.end());
     }
     out.data.resize(static_cast<size_t>(n));
-    OWF_RETURN_IF_ERROR(DequantiseInto(codebook, g, scales, codes, oidx, oval, out.data).WithContext("packed tensor '" + name + "'"));
+    OWF_RETURN_IF_ERROR(DequantiseInto(codebook, g, scales, codes, {}, {}, out.data).WithContext("packed tensor '" + name + "'"));
+    if (d.contains("rotation")) {
+      const auto& r = d.at("rotation");
+      if (r.at("kind").get<std::string>() != "hadamard") return fail("unknown rotation");
+      out.shape = {g.rows, g.cols};
+      HadamardRotate(out, r.at("seed").get<uint64_t>(), /*inverse=*/true, 0);
+      out.shape = Get<std::vector<int64_t>>(d, "shape");
+    }
+    if (oidx.size() != oval.size()) return fail("outlier indices and values differ in count");
+    for (size_t k = 0; k < oidx.size(); ++k) {
+      if (oidx[k] < 0 || oidx[k] >= n) return fail("outlier index " + std::to_string(oidx[k]) + " is outside the tensor");
+      out.data[static_cast<size_t>(oidx[k])] = oval[k];
+    }
     return out;
   } catch (const nlohmann::json::exception& e) {
     return fail(std::string("bad description: ") + e.what());

@@ -150,7 +150,8 @@ TEST_F(Driver, ShardedSafetensorsDirectoryRoundTrips) {
   const std::string model = MakeShardedModel();
   QuantiseModelOptions o;
   o.output = Path("packed.safetensors");
-  auto rules = ParseRules(R"j({"*embed_tokens*": "keep", "lm_head*": "int4@32:absmax:e8m0+outliers(0.01)"})j", "r",
+  auto rules = ParseRules(R"j({"*embed_tokens*": "keep", "lm_head*": "int4@32:absmax:e8m0+outliers(0.01)",
+                               "*q_proj*": "nf4@64:absmax+rotate(hadamard,7)+outliers(0.001)"})j", "r",
                           std::string("crd4(t,df=5)@64:absmax"));
   ASSERT_TRUE(rules.ok());
   auto packed = QuantiseModel(model, *rules, o);

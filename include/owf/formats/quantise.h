@@ -45,6 +45,7 @@ struct QuantisedTensor {
   BlockGeometry geometry;  // rows x cols covered by one block (whole tensor if unscaled)
   std::vector<float> scales;      // one per block, row-major over blocks; empty if unscaled
   LargeVector<uint16_t> codes;    // index into element.centroids() per element; empty for casts
+  std::optional<uint64_t> rotation_seed;  // codes/scales are of the Hadamard-rotated tensor
   std::vector<int64_t> outlier_indices;  // flat indices, ascending
   std::vector<float> outlier_values;     // stored (quantised) outlier values
   Tensor values;                  // the dequantised tensor, same shape as the input

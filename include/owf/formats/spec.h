@@ -4,7 +4,8 @@
 //   element  = int<b>[(sym)] | e<E>m<M>[(rn|rz|ri)] | nf4 | sf4 | lut(v,...)
 //            | crd<b>(dist[,df=][,mode=][,power=]) | lloyd<b> | grid(<b>) | bf16 | fp16 | fp32
 //   scaling  = (tensor | channel | <n> | <r>x<c>) ":" (absmax | signmax | rms) [":" scalefmt]
-//   modifier = search | outliers(<fraction>[,bf16|fp16|fp32]) | entropy(ideal)
+//   modifier = search | rotate(hadamard[,<seed>]) | outliers(<fraction>[,bf16|fp16|fp32])
+//            | entropy(ideal)
 //
 // Every FormatSpec has one canonical printed form (ToString) that parses back to an equal spec.
 #pragma once
@@ -79,6 +80,7 @@ struct FormatSpec {
   ElementSpec element;
   std::optional<ScalingSpec> scaling;  // absent: elements are applied to the raw values
   bool search = false;
+  std::optional<uint64_t> rotate_seed;  // +rotate(hadamard[,seed]): randomised Hadamard rotation
   std::optional<OutlierSpec> outliers;
   EntropyCoder entropy = EntropyCoder::kNone;
 
@@ -90,8 +92,8 @@ struct FormatSpec {
 // followed by the spec and a caret line pointing at the offending character.
 Result<FormatSpec> ParseSpec(std::string_view text);
 
-// The canonical text form: explicit scale format, modifiers in the order search, outliers,
-// entropy; numbers in their shortest round-trip form.
+// The canonical text form: explicit scale format, modifiers in the order search, rotate,
+// outliers, entropy; numbers in their shortest round-trip form.
 std::string ToString(const FormatSpec& spec);
 std::string ToString(const ElementSpec& element);
 std::string ToString(const ScalingSpec& scaling);
