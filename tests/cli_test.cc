@@ -163,6 +163,11 @@ TEST_F(Cli, QuantiseAndDequantiseAModel) {
   ASSERT_EQ(r.code, 0) << r.out;
   std::ifstream a(Path("d.gguf"), std::ios::binary), b(Path("f.gguf"), std::ios::binary);
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(a), {}), std::string(std::istreambuf_iterator<char>(b), {}));
+  // One tensor of a model file.
+  r = Owf("measure 'crd4(t)@64:absmax+search' " + model + " --tensor blk.0.ffn_down.weight --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["elements"], 64 * 172);
+  EXPECT_EQ(Owf("measure nf4 " + model + " --tensor no.such.tensor").code, 1);
   // The dequantised GGUF is a model owf (and llama.cpp) can read.
   r = Owf("inspect " + Path("d.gguf") + " --json");
   EXPECT_EQ(r.code, 0) << r.out;

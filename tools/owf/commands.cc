@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "owf/formats/quantise.h"
+#include "owf/io/model.h"
 #include "owf/io/npy.h"
 #include "owf/stats/metrics.h"
 #include "owf/stats/synthetic.h"
@@ -91,7 +92,16 @@ int RunFormat(const std::string& text, bool json) {
 int RunMeasure(const MeasureArgs& a) {
   auto spec = ParseSpec(a.spec);
   if (!spec.ok()) return Fail(spec.status());
-  auto x = ReadNpy(a.input);
+  Result<Tensor> x = Status(Internal("unread"));
+  if (a.tensor.empty()) {
+    x = ReadNpy(a.input);
+  } else {
+    auto model = OpenModel(a.input);
+    if (!model.ok()) return Fail(model.status());
+    const TensorInfo* info = (*model)->Find(a.tensor);
+    if (!info) return Fail(InvalidArgument(a.input + ": no tensor named '" + a.tensor + "' (see owf inspect)"));
+    x = (*model)->Read(*info);
+  }
   if (!x.ok()) return Fail(x.status());
   std::vector<float> importance;
   if (!a.importance.empty()) {

@@ -10,6 +10,7 @@ namespace owf::cli {
 struct MeasureArgs {
   std::string spec;
   std::string input;
+  std::string tensor;  // a tensor of a model file (INPUT is then any model owf reads)
   std::string output;
   std::string importance;
   int threads = 0;

@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   owf::cli::MeasureArgs measure_args;
   auto* measure = app.add_subcommand("measure", "Quantise one tensor (.npy) and report error, bits and time");
   measure->add_option("SPEC", measure_args.spec, "Format spec, e.g. 'nf4@64:absmax'")->required();
-  measure->add_option("INPUT", measure_args.input, "Tensor file (.npy: float16/32/64, any rank)")->required();
+  measure->add_option("INPUT", measure_args.input, "Tensor file (.npy: float16/32/64, any rank), or a model with --tensor")->required();
+  measure->add_option("--tensor", measure_args.tensor, "Measure this tensor of a model file (gguf, safetensors, directory)");
   measure->add_option("-o,--output", measure_args.output, "Write the dequantised tensor (float32 .npy)");
   measure->add_option("--importance", measure_args.importance,
                       "Per-element importance weights (.npy, same shape) for +search and lloyd");
