@@ -46,7 +46,9 @@ class Pool {
   }
 
  private:
-  static constexpr size_t kMaxCached = size_t{16} << 30;
+  // Enough for the few buffers of one tensor; beyond it blocks go back to the OS, so streaming a
+  // model keeps peak memory at a few times its largest tensor.
+  static constexpr size_t kMaxCached = size_t{1} << 30;
   std::mutex mu_;
   std::multimap<size_t, void*> free_;
   std::map<void*, size_t> sizes_;

@@ -1,6 +1,8 @@
 #include "owf/stats/metrics.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 #include <limits>
 
 namespace owf {
@@ -34,6 +36,38 @@ ErrorMetrics ComputeMetrics(const ErrorSums& s, double bits) {
     m.shannon_gap_bits = -inf;
   }
   return m;
+}
+
+}  // namespace owf
+
+namespace owf {
+
+double DifferentialEntropyBits(std::span<const float> x, int64_t max_samples) {
+  const int64_t n_all = static_cast<int64_t>(x.size());
+  const int64_t n = std::min(n_all, max_samples);
+  if (n < 4) return -std::numeric_limits<double>::infinity();
+  std::vector<float> s(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) s[static_cast<size_t>(i)] = x[static_cast<size_t>(i * n_all / n)];
+  std::sort(s.begin(), s.end());
+  const int64_t m = std::max<int64_t>(1, std::llround(std::sqrt(static_cast<double>(n))));
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double hi = s[static_cast<size_t>(std::min(n - 1, i + m))];
+    const double lo = s[static_cast<size_t>(std::max<int64_t>(0, i - m))];
+    const double gap = hi - lo;
+    if (!(gap > 0)) continue;  // ties: contributes -inf in theory; skip (documented estimator bias)
+    sum += std::log2(static_cast<double>(n) / (2.0 * static_cast<double>(m)) * gap);
+  }
+  return sum / static_cast<double>(n);
+}
+
+double GaussianBoundRmseNorm(double variance, double mean_square, double bits) {
+  return std::sqrt(variance / mean_square) * std::exp2(-bits);
+}
+
+double ShannonLowerBoundRmseNorm(double entropy_bits, double mean_square, double bits) {
+  const double d = std::exp2(2.0 * entropy_bits) / (2.0 * M_PI * std::exp(1.0));
+  return std::sqrt(d / mean_square) * std::exp2(-bits);
 }
 
 }  // namespace owf

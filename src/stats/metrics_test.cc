@@ -1,4 +1,5 @@
 #include "owf/stats/metrics.h"
+#include "owf/stats/synthetic.h"
 
 #include <gtest/gtest.h>
 
@@ -73,6 +74,21 @@ TEST(Metrics, AddCombinesChunks) {
   EXPECT_DOUBLE_EQ(total.sum_x2, whole.sum_x2);
   EXPECT_DOUBLE_EQ(total.sum_err2, whole.sum_err2);
   EXPECT_DOUBLE_EQ(ComputeMetrics(total, 4).rmse_norm, std::sqrt(1.25 / 30));
+}
+
+}  // namespace
+namespace {
+
+TEST(DifferentialEntropy, MatchesClosedFormsOnSyntheticData) {
+  // Normal(0, s^2): h = 0.5 log2(2 pi e s^2); Laplace with unit variance: log2(2 e b), b = 1/sqrt2.
+  const Tensor normal = SyntheticTensor(Distribution::kNormal, 0, 512, 1024, 3, 0.5f);
+  EXPECT_NEAR(DifferentialEntropyBits(normal.data), 0.5 * std::log2(2 * M_PI * std::exp(1.0) * 0.25), 0.01);
+  const Tensor laplace = SyntheticTensor(Distribution::kLaplace, 0, 512, 1024, 4, 1.0f);
+  EXPECT_NEAR(DifferentialEntropyBits(laplace.data), std::log2(2 * std::exp(1.0) / std::sqrt(2.0)), 0.01);
+  // For Gaussian data the Shannon lower bound equals the Gaussian bound.
+  const double h = 0.5 * std::log2(2 * M_PI * std::exp(1.0) * 0.25);
+  EXPECT_NEAR(ShannonLowerBoundRmseNorm(h, 0.25, 4), GaussianBoundRmseNorm(0.25, 0.25, 4), 1e-12);
+  EXPECT_DOUBLE_EQ(GaussianBoundRmseNorm(1, 1, 3), 0.125);
 }
 
 }  // namespace

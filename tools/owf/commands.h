@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace owf::cli {
 
@@ -36,7 +37,18 @@ struct QuantiseArgs {
   bool json = false;
 };
 
+struct SweepArgs {
+  std::vector<std::string> templates;  // specs with {b} for the bit width
+  std::string input;
+  std::string tensor;
+  std::string bits = "2,3,4,5,6";
+  std::string svg;
+  int threads = 0;
+  bool json = false;
+};
+
 int RunFormats(bool json);
+int RunSweep(const SweepArgs& args);
 int RunQuantise(const QuantiseArgs& args);
 int RunDequantise(const std::string& packed, const std::string& output);
 int RunSynth(const SynthArgs& args);

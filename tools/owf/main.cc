@@ -56,6 +56,17 @@ int main(int argc, char** argv) {
   inspect->add_flag("--json", json, "Machine-readable output");
   inspect->add_option("--threads", threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
 
+  owf::cli::SweepArgs sw;
+  auto* sweep = app.add_subcommand("sweep", "Rate-distortion curves of several formats on one tensor, with Shannon bounds");
+  sweep->add_option("INPUT", sw.input, "Tensor (.npy), or a model with --tensor")->required();
+  sweep->add_option("-f,--format", sw.templates,
+                    "Spec template with {b} for the bits, repeatable (default: int, crd(t), lloyd, grid+entropy)");
+  sweep->add_option("--bits", sw.bits, "Comma-separated bit widths (default 2,3,4,5,6)");
+  sweep->add_option("--tensor", sw.tensor, "Tensor of a model file");
+  sweep->add_option("--svg", sw.svg, "Also draw the curves to this SVG file");
+  sweep->add_option("--threads", sw.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  sweep->add_flag("--json", sw.json, "Machine-readable output");
+
   owf::cli::QuantiseArgs qa;
   auto* quantise = app.add_subcommand("quantise", "Quantise a whole model (safetensors file/shards/directory, GGUF, .npy)");
   quantise->alias("quantize");
@@ -91,6 +102,7 @@ int main(int argc, char** argv) {
   if (*formats) return owf::cli::RunFormats(json);
   if (*format) return owf::cli::RunFormat(spec, json);
   if (*measure) return owf::cli::RunMeasure(measure_args);
+  if (*sweep) return owf::cli::RunSweep(sw);
   if (*quantise) return owf::cli::RunQuantise(qa);
   if (*dequantise) return owf::cli::RunDequantise(packed_in, deq_out);
   if (*synth) return owf::cli::RunSynth(synth_args);

@@ -1,6 +1,6 @@
 // An allocator for large numeric buffers. Allocations of 1 MiB or more are mapped with their
 // pages populated up front (one system call instead of a page fault per 4 KiB, which dominated
-// quantisation time on virtual machines), freed ones are kept for reuse (up to 16 GiB), and
+// quantisation time on virtual machines), freed ones are kept for reuse (up to 1 GiB), and
 // elements are default-initialised: memory is NOT zeroed, callers write every element they read.
 // Smaller requests use malloc.
 #pragma once

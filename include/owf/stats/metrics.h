@@ -35,3 +35,18 @@ struct ErrorMetrics {
 ErrorMetrics ComputeMetrics(const ErrorSums& sums, double bits_per_element);
 
 }  // namespace owf
+
+namespace owf {
+
+// Differential entropy in bits of the distribution the samples come from, by Vasicek's
+// m-spacing estimator on a sorted copy (m = round(sqrt(n))); at most `max_samples` evenly strided
+// samples are used. Returns -inf for fewer than 4 samples or a degenerate sample.
+double DifferentialEntropyBits(std::span<const float> x, int64_t max_samples = int64_t{1} << 20);
+
+// rmse_norm that the Shannon bound allows at `bits` per element: for a Gaussian of the samples'
+// variance, sigma / rms * 2^-bits; the Shannon lower bound from differential entropy h (bits):
+// sqrt(2^(2h) / (2 pi e)) / rms * 2^-bits.
+double GaussianBoundRmseNorm(double variance, double mean_square, double bits);
+double ShannonLowerBoundRmseNorm(double entropy_bits, double mean_square, double bits);
+
+}  // namespace owf
