@@ -182,6 +182,30 @@ TEST_F(Cli, QuantiseAndDequantiseAModel) {
   EXPECT_FALSE(fs::exists(Path("x.safetensors")));
 }
 
+TEST_F(Cli, SweepDrawsRateDistortionCurves) {
+  if (!fs::exists(kGolden + "/data/normal.npy")) GTEST_SKIP() << "golden data not found at " << kGolden;
+  CliRun r = Owf("sweep " + kGolden + "/data/normal.npy --bits 3,4 -f 'crd{b}(normal)@tensor:rms' " +
+                 "-f 'grid({b})@tensor:absmax+entropy(ideal)' --json --svg " + Path("rd.svg"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["rows"].size(), 4u);
+  // Gaussian data: differential entropy ~ that of a Gaussian of std 0.02, 0.5 log2(2 pi e 0.02^2).
+  EXPECT_NEAR(j["differential_entropy_bits"].get<double>(), 0.5 * std::log2(2 * M_PI * std::exp(1.0) * 4e-4), 0.02);
+  for (const auto& row : j["rows"]) {
+    const double gap = row["shannon_gap_bits"].get<double>();
+    if (row["template"].get<std::string>().starts_with("grid")) {
+      EXPECT_NEAR(gap, 0.2546, 0.05) << row["spec"];  // Gish-Pierce: entropy-coded uniform
+    } else {
+      EXPECT_NEAR(gap, 0.5, 0.15) << row["spec"];  // Panter-Dite fixed length, 3-4 bits
+    }
+  }
+  std::ifstream svg(Path("rd.svg"));
+  const std::string text((std::istreambuf_iterator<char>(svg)), {});
+  EXPECT_NE(text.find("<svg"), std::string::npos);
+  EXPECT_NE(text.find("Shannon bound (Gaussian)"), std::string::npos);
+  EXPECT_EQ(Owf("sweep " + kGolden + "/data/normal.npy --bits 3,x").code, 1);
+}
+
 TEST_F(Cli, DemoPrintsTheRateDistortionTable) {
   CliRun r = Owf("demo --json");
   ASSERT_EQ(r.code, 0) << r.out.substr(0, 500);
