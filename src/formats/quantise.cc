@@ -10,6 +10,7 @@
 #include "fit.h"
 #include "owf/core/numeric.h"
 #include "owf/core/parallel.h"
+#include "owf/entropy/coder.h"
 #include "owf/formats/rotation.h"
 #include "owf/stats/crd.h"
 #include "scaling.h"
@@ -216,13 +217,12 @@ Result<Choice> FitLloydElement(const FormatSpec& spec, const float* x, const Blo
 }
 
 Result<Choice> FitGrid(const FormatSpec& spec, const float* x, const BlockGeometry& g,
-                       const QuantiseOptions& opt) {
+                       const QuantiseOptions& opt, double target) {
   Prepared p = Prepare(spec, x, g, -1.0f, 1.0f, opt, true);
   const bool bounded = spec.scaling && spec.scaling->kind != ScaleKind::kRms;
   const double extent = bounded ? 1.0 : std::max(p.max_abs_y, kFp32MinNormal);
   const double n = static_cast<double>(g.rows * g.cols);
   const double scale_bits = spec.scaling ? static_cast<double>(p.scales.size()) * ScaleFormatBits(spec.scaling->format) : 0.0;
-  const double target = spec.element.bits;
   auto bits_at = [&](double log_res) {
     const std::vector<float> grid = UniformGrid(std::exp2(log_res), extent);
     if (grid.size() > 65535) return static_cast<double>(INFINITY);
@@ -262,6 +262,25 @@ std::vector<int64_t> SelectOutliers(const Tensor& x, int64_t k) {
     if (std::fabs(x.data[i]) == threshold) idx.push_back(i);
   std::sort(idx.begin(), idx.end());
   return idx;
+}
+
+void SnapAll(const ElementFormat& element, const std::vector<float>& scales, const float* xd, const BlockGeometry& g,
+             int threads, float* values, uint16_t* codes) {
+  const int64_t rpc = RowsPerChunk(g.cols);
+  const int64_t chunks = (g.rows + rpc - 1) / rpc;
+  const int64_t across = g.blocks_across();
+  ParallelFor(static_cast<size_t>(chunks), threads, [&](size_t chunk) {
+    const int64_t r0 = static_cast<int64_t>(chunk) * rpc, r1 = std::min(g.rows, r0 + rpc);
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t b = 0; b < across; ++b) {
+        const int64_t c0 = b * g.block_cols, c1 = std::min(g.cols, c0 + g.block_cols);
+        const float s = scales.empty() ? 1.0f : scales[static_cast<size_t>((r / g.block_rows) * across + b)];
+        const int64_t off = r * g.cols + c0;
+        element.QuantiseScaled(std::span<const float>(xd + off, static_cast<size_t>(c1 - c0)), s, values + off,
+                               codes ? codes + off : nullptr);
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -352,7 +371,7 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
   if (e.family == ElementFamily::kLloyd) {
     OWF_ASSIGN_OR_RETURN(choice, FitLloydElement(spec, xd, g, opt));
   } else if (e.family == ElementFamily::kGrid) {
-    OWF_ASSIGN_OR_RETURN(choice, FitGrid(spec, xd, g, opt));
+    OWF_ASSIGN_OR_RETURN(choice, FitGrid(spec, xd, g, opt, e.bits));
   } else if (spec.search || crd_t_fit) {
     OWF_ASSIGN_OR_RETURN(choice, SearchElement(spec, xd, g, opt));
   } else {
@@ -366,25 +385,35 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
   out.scales = std::move(choice.scales);
   out.fitted = std::move(choice.fitted);
 
-  // Snap every element, in parallel over row chunks.
+  // Snap every element; a grid sized for a real coder is refitted until the coded size hits
+  // the budget (the coder's overhead over the ideal length is measured, then budgeted for).
   out.values.shape = x.shape;
   out.values.data.resize(static_cast<size_t>(n));
-  if (out.element.has_codes()) out.codes.resize(static_cast<size_t>(n));
-  const int64_t rpc = RowsPerChunk(g.cols);
-  const int64_t chunks = (g.rows + rpc - 1) / rpc;
-  const int64_t across = g.blocks_across();
-  ParallelFor(static_cast<size_t>(chunks), opt.threads, [&](size_t chunk) {
-    const int64_t r0 = static_cast<int64_t>(chunk) * rpc, r1 = std::min(g.rows, r0 + rpc);
-    for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t b = 0; b < across; ++b) {
-        const int64_t c0 = b * g.block_cols, c1 = std::min(g.cols, c0 + g.block_cols);
-        const float s = out.scales.empty() ? 1.0f : out.scales[static_cast<size_t>((r / g.block_rows) * across + b)];
-        const int64_t off = r * g.cols + c0;
-        out.element.QuantiseScaled(std::span<const float>(xd + off, static_cast<size_t>(c1 - c0)), s,
-                                   out.values.data.data() + off, out.codes.empty() ? nullptr : out.codes.data() + off);
-      }
-    }
-  });
+  const bool real_coder = spec.entropy == EntropyCoding::kHuffman || spec.entropy == EntropyCoding::kRans;
+  double grid_target = e.bits;
+  for (int attempt = 0;; ++attempt) {
+    if (out.element.has_codes()) out.codes.resize(static_cast<size_t>(n));
+    SnapAll(out.element, out.scales, xd, g, opt.threads, out.values.data.data(),
+            out.codes.empty() ? nullptr : out.codes.data());
+    if (!real_coder) break;
+    const int levels = static_cast<int>(out.element.centroids().size());
+    // One rANS slice per 64K codes (up to 32): enough to decode in parallel, and the slices'
+    // final states (16 bytes each) stay negligible next to the payload.
+    const int slices = static_cast<int>(std::clamp<int64_t>(n >> 16, 1, 32));
+    auto stream = spec.entropy == EntropyCoding::kRans ? EncodeRans(out.codes, levels, slices, 0, opt.threads)
+                                                      : EncodeHuffman(out.codes, levels);
+    if (!stream.ok()) return stream.status().WithContext("entropy coding");
+    out.entropy_stream = std::move(*stream);
+    if (e.family != ElementFamily::kGrid || attempt == 4) break;
+    const double scale_bits = spec.scaling ? static_cast<double>(out.scales.size()) * ScaleFormatBits(spec.scaling->format) : 0;
+    const double real = (static_cast<double>(out.entropy_stream.size()) * 8 + scale_bits) / static_cast<double>(n);
+    if (std::fabs(real - e.bits) <= 0.005) break;
+    grid_target -= real - e.bits;
+    OWF_ASSIGN_OR_RETURN(choice, FitGrid(spec, xd, g, opt, grid_target));
+    out.element = std::move(choice.element);
+    out.scales = std::move(choice.scales);
+    out.fitted = std::move(choice.fitted);
+  }
   if (spec.rotate_seed) HadamardRotate(out.values, *spec.rotate_seed, /*inverse=*/true, opt.threads);
   for (int64_t i : out.outlier_indices) {
     const float v = CastOutlier(x.data[static_cast<size_t>(i)], spec.outliers->format);
@@ -392,11 +421,12 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
     out.values.data[static_cast<size_t>(i)] = v;
   }
 
-  // Bits, as the reference counts them.
-  if (spec.entropy == EntropyCoder::kIdeal) {
+  // Bits, as the reference counts them (real coders: the stream's size, tables included).
+  if (spec.entropy != EntropyCoding::kNone) {
     std::vector<int64_t> counts(out.element.centroids().size(), 0);
     for (uint16_t c : out.codes) ++counts[c];
-    out.element_bits = IdealCodeBits(counts);
+    out.ideal_element_bits = IdealCodeBits(counts);
+    out.element_bits = real_coder ? static_cast<double>(out.entropy_stream.size()) * 8 : out.ideal_element_bits;
   } else {
     out.element_bits = std::ceil(out.element.bits() * static_cast<double>(n) - 1e-9);
   }
@@ -405,6 +435,8 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
     out.outlier_bits = static_cast<double>(out.outlier_indices.size()) * (CastBits(spec.outliers->format) + 32);
   }
   // Error against the input, in fixed chunks (deterministic sums).
+  const int64_t rpc = RowsPerChunk(g.cols);
+  const int64_t chunks = (g.rows + rpc - 1) / rpc;
   std::vector<ErrorSums> partial(static_cast<size_t>(chunks));
   ParallelFor(static_cast<size_t>(chunks), opt.threads, [&](size_t chunk) {
     const int64_t r0 = static_cast<int64_t>(chunk) * rpc, r1 = std::min(g.rows, r0 + rpc);

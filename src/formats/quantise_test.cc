@@ -10,6 +10,7 @@
 
 #include "../formats/fit.h"
 #include "owf/core/numeric.h"
+#include "owf/entropy/coder.h"
 #include "owf/formats/rotation.h"
 
 namespace owf {
@@ -254,6 +255,31 @@ TEST(Rotation, HelpsHeavyTailedDataAtFixedLength) {
     const double rotated = ComputeMetrics(q.error, 4).rmse_norm;
     EXPECT_LT(rotated, 0.9 * plain) << spec;
     EXPECT_EQ(q.total_bits(), Q(spec, x).total_bits());  // the rotation costs no bits
+  }
+}
+
+TEST(Entropy, RealCodersHitTheBudgetAndStayNearIdeal) {
+  Tensor x = RandomTensor(1024, 1024, 18);  // 1M elements
+  for (double b : {3.0, 4.5}) {
+    auto q = Q("grid(" + FormatNumber(b) + ")@tensor:absmax:bf16+entropy(rans)", x);
+    EXPECT_NEAR(q.bits_per_element(), b, 0.02) << b;
+    EXPECT_LE(q.element_bits, q.ideal_element_bits * 1.005) << b;  // rANS within 0.5% of ideal
+    EXPECT_EQ(q.element_bits, 8.0 * q.entropy_stream.size());
+    auto h = Q("grid(" + FormatNumber(b) + ")@tensor:absmax:bf16+entropy(huffman)", x);
+    EXPECT_NEAR(h.bits_per_element(), b, 0.02) << b;
+  }
+}
+
+TEST(Entropy, ComposesWithOtherFormatsWithoutChangingValues) {
+  Tensor x = RandomTensor(256, 512, 19, 0.02f, true);
+  for (const char* base : {"crd4(t,df=5)@64:absmax:bf16", "lloyd5@tensor:rms:bf16", "e2m1@32:absmax:e8m0"}) {
+    auto plain = Q(base, x);
+    auto coded = Q(std::string(base) + "+entropy(rans)", x);
+    EXPECT_EQ(plain.values.data, std::vector<float>(coded.values.data.begin(), coded.values.data.end())) << base;
+    EXPECT_LT(coded.bits_per_element(), plain.bits_per_element()) << base;  // variable length wins
+    auto decoded = DecodeEntropy(coded.entropy_stream);
+    ASSERT_TRUE(decoded.ok());
+    EXPECT_TRUE(std::equal(decoded->begin(), decoded->end(), coded.codes.begin())) << base;
   }
 }
 

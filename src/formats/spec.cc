@@ -329,13 +329,15 @@ class Parser {
       return Status::Ok();
     }
     if (Accept("entropy(")) {
-      if (spec->entropy != EntropyCoder::kNone) return Error("'+entropy' given twice", at);
+      if (spec->entropy != EntropyCoding::kNone) return Error("'+entropy' given twice", at);
       if (Accept("ideal")) {
-        spec->entropy = EntropyCoder::kIdeal;
-      } else if (Accept("huffman") || Accept("rans")) {
-        return Error("this coder is not available yet; use 'ideal' (ideal code length)", at + 8);
+        spec->entropy = EntropyCoding::kIdeal;
+      } else if (Accept("huffman")) {
+        spec->entropy = EntropyCoding::kHuffman;
+      } else if (Accept("rans")) {
+        spec->entropy = EntropyCoding::kRans;
       } else {
-        return Error("expected 'ideal'");
+        return Error("expected a coder: 'ideal', 'huffman' or 'rans'");
       }
       return Expect(")");
     }
@@ -350,12 +352,12 @@ class Parser {
     };
     if (cast && spec.scaling) return fail("bf16/fp16/fp32 elements take no '@' scaling");
     if (cast && spec.search) return fail("'+search' needs a low-bit element format");
-    if (cast && spec.entropy != EntropyCoder::kNone) return fail("'+entropy' needs a codebook format");
-    if (f == ElementFamily::kGrid && spec.entropy == EntropyCoder::kNone)
-      return fail("grid(<b>) is sized for an entropy coder: add '+entropy(ideal)'");
+    if (cast && spec.entropy != EntropyCoding::kNone) return fail("'+entropy' needs a codebook format");
+    if (f == ElementFamily::kGrid && spec.entropy == EntropyCoding::kNone)
+      return fail("grid(<b>) is sized for an entropy coder: add '+entropy(rans)' (or huffman, ideal)");
     if ((f == ElementFamily::kGrid || f == ElementFamily::kLloyd) && spec.search)
       return fail("'+search' does not apply to grid/lloyd, which are fitted to the tensor already");
-    if (spec.search && spec.entropy != EntropyCoder::kNone)
+    if (spec.search && spec.entropy != EntropyCoding::kNone)
       return fail("'+search' and '+entropy' cannot be combined");
     if (spec.scaling && spec.scaling->kind == ScaleKind::kSignmax &&
         spec.scaling->format == ScaleFormat::kE8m0)
@@ -453,7 +455,12 @@ std::string ToString(const FormatSpec& spec) {
     s += "+outliers(" + FormatNumber(spec.outliers->fraction) + "," +
          NameOf(kCastFamilies, spec.outliers->format) + ")";
   }
-  if (spec.entropy == EntropyCoder::kIdeal) s += "+entropy(ideal)";
+  switch (spec.entropy) {
+    case EntropyCoding::kNone: break;
+    case EntropyCoding::kIdeal: s += "+entropy(ideal)"; break;
+    case EntropyCoding::kHuffman: s += "+entropy(huffman)"; break;
+    case EntropyCoding::kRans: s += "+entropy(rans)"; break;
+  }
   return s;
 }
 
@@ -492,7 +499,7 @@ const std::vector<SyntaxEntry>& ModifierSyntax() {
       {"+search", "search the format scale (and df for crd(t)) to minimise the tensor's error"},
       {"+rotate(hadamard[,seed])", "randomised Hadamard rotation along the last axis before quantising (undone on dequantise)"},
       {"+outliers(f[,bf16|fp16|fp32])", "keep the largest-|x| fraction f exactly-ish, 32-bit index each"},
-      {"+entropy(ideal)", "count the ideal static entropy-coded length of the indices"},
+      {"+entropy(ideal|huffman|rans)", "entropy-code the indices: ideal static code length, or real Huffman / rANS streams (size incl. tables)"},
   };
   return kRows;
 }

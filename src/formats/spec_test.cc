@@ -15,7 +15,8 @@ TEST(Spec, CanonicalFormParsesBackToTheSameSpec) {
       "crd4(t,df=5,mode=asym)@64:signmax:bf16", "lloyd4@64:absmax:bf16", "lloyd3.5@tensor:rms:bf16",
       "grid(3.5)@tensor:absmax:bf16+entropy(ideal)", "bf16", "fp16", "fp32",
       "e2m1@channel:absmax:bf16+outliers(0.001,bf16)", "int4@64:absmax:bf16+search+outliers(0.01,fp32)",
-      "crd4(normal)@64:absmax:bf16+entropy(ideal)", "e2m1@32:absmax:e8m0+rotate(hadamard)",
+      "crd4(normal)@64:absmax:bf16+entropy(ideal)", "grid(3.5)@tensor:absmax:bf16+entropy(rans)",
+      "lloyd5@tensor:rms:bf16+entropy(huffman)", "e2m1@32:absmax:e8m0+rotate(hadamard)",
       "int4@64:absmax:bf16+search+rotate(hadamard,42)+outliers(0.001,bf16)"};
   for (const char* text : specs) {
     auto spec = ParseSpec(text);
@@ -68,7 +69,7 @@ TEST(Spec, ErrorsPointAtTheOffendingCharacter) {
       {"nf4@64:absmax:bf17", "expected a scale format", 15},
       {"nf4@64:absmax+serch", "expected a modifier", 15},
       {"nf4+outliers(1.5)", "outlier fraction must be in (0, 1)", 14},
-      {"nf4+entropy(rans)", "not available yet", 13},
+      {"nf4+entropy(zstd)", "expected a coder", 13},
       {"nf4 @64:absmax", "expected '@', '+' or the end", 4},
       {"lut(1,1)", "distinct", 8},
       {"foo4", "expected an element format", 1},

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "owf/core/numeric.h"
+#include "owf/entropy/coder.h"
 #include "owf/formats/packing.h"
 #include "owf/formats/rotation.h"
 
@@ -43,7 +44,9 @@ Result<LargeVector<uint8_t>> EncodeAs(const Tensor& t, const std::string& dtype)
 int64_t PackedPayloadBytes(const QuantisedTensor& q) {
   const int64_t n = q.values.numel();
   if (!q.element.has_codes()) return n * static_cast<int64_t>(q.element.bits() / 8);
-  int64_t bytes = ChoosePacking(static_cast<int64_t>(q.element.centroids().size())).PackedBytes(n);
+  int64_t bytes = !q.entropy_stream.empty()
+                      ? static_cast<int64_t>(q.entropy_stream.size())
+                      : ChoosePacking(static_cast<int64_t>(q.element.centroids().size())).PackedBytes(n);
   if (q.spec.scaling) bytes += static_cast<int64_t>(q.scales.size()) * ScaleFormatBits(q.spec.scaling->format) / 8;
   const int64_t k = static_cast<int64_t>(q.outlier_indices.size());
   if (k) bytes += k * ((n >= (int64_t{1} << 32) ? 8 : 4) + (q.spec.outliers->format == ElementFamily::kFp32 ? 4 : 2));
@@ -76,8 +79,14 @@ Result<nlohmann::json> AddPackedTensor(SafetensorsWriter& w, const std::string& 
   d["group_bits"] = p.group_bits;
   d["rows"] = q.geometry.rows;
   d["cols"] = q.geometry.cols;
-  const LargeVector<uint8_t> packed = PackCodes(q.codes, p);
-  OWF_RETURN_IF_ERROR(w.Add(name + ".codes", "U8", {static_cast<int64_t>(packed.size())}, packed));
+  if (!q.entropy_stream.empty()) {
+    // Entropy-coded codes: the owf/entropy stream (docs/container.md), not fixed-width packing.
+    d["coding"] = q.spec.entropy == EntropyCoding::kRans ? "rans" : "huffman";
+    OWF_RETURN_IF_ERROR(w.Add(name + ".codes", "U8", {static_cast<int64_t>(q.entropy_stream.size())}, q.entropy_stream));
+  } else {
+    const LargeVector<uint8_t> packed = PackCodes(q.codes, p);
+    OWF_RETURN_IF_ERROR(w.Add(name + ".codes", "U8", {static_cast<int64_t>(packed.size())}, packed));
+  }
   d["codes"] = name + ".codes";
   if (q.spec.scaling) {
     const ScaleFormat f = q.spec.scaling->format;
@@ -158,7 +167,15 @@ Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& na
     g.block_rows = g.rows;
     g.block_cols = g.cols;
     OWF_ASSIGN_OR_RETURN(const TensorInfo* codes_info, part(d.at("codes")));
-    OWF_ASSIGN_OR_RETURN(auto codes, UnpackCodes(packed.RawBytes(*codes_info), n, p));
+    LargeVector<uint16_t> codes;
+    if (d.contains("coding")) {
+      const std::string coding = Get<std::string>(d, "coding");
+      if (coding != "rans" && coding != "huffman") return fail("unknown coding '" + coding + "'");
+      OWF_ASSIGN_OR_RETURN(codes, DecodeEntropy(packed.RawBytes(*codes_info)));
+      if (static_cast<int64_t>(codes.size()) != n) return fail("the coded stream holds the wrong number of codes");
+    } else {
+      OWF_ASSIGN_OR_RETURN(codes, UnpackCodes(packed.RawBytes(*codes_info), n, p));
+    }
     std::vector<float> scales;
     if (d.contains("scales")) {
       const auto block = Get<std::vector<int64_t>>(d, "block");

@@ -151,7 +151,9 @@ TEST_F(Driver, ShardedSafetensorsDirectoryRoundTrips) {
   QuantiseModelOptions o;
   o.output = Path("packed.safetensors");
   auto rules = ParseRules(R"j({"*embed_tokens*": "keep", "lm_head*": "int4@32:absmax:e8m0+outliers(0.01)",
-                               "*q_proj*": "nf4@64:absmax+rotate(hadamard,7)+outliers(0.001)"})j", "r",
+                               "*q_proj*": "nf4@64:absmax+rotate(hadamard,7)+outliers(0.001)",
+                               "*down_proj*": "grid(3.5)@channel:absmax+entropy(rans)",
+                               "*self_attn*": "lloyd4@tensor:rms+entropy(huffman)"})j", "r",
                           std::string("crd4(t,df=5)@64:absmax"));
   ASSERT_TRUE(rules.ok());
   auto packed = QuantiseModel(model, *rules, o);

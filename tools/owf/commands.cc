@@ -141,6 +141,9 @@ int RunMeasure(const MeasureArgs& a) {
                      {"shape", x->shape},
                      {"fitted", q->fitted}};
     if (!importance.empty()) j["weighted_rmse_norm"] = weighted_rmse;
+    if (spec->entropy != EntropyCoding::kNone) {
+      j["ideal_bits_per_element"] = (q->ideal_element_bits + q->scale_bits + q->outlier_bits) / static_cast<double>(x->numel());
+    }
     Print(j);
     return 0;
   }
@@ -149,6 +152,11 @@ int RunMeasure(const MeasureArgs& a) {
   std::printf("tensor            %s %s, %lld elements\n", a.input.c_str(), x->ShapeString().c_str(),
               static_cast<long long>(x->numel()));
   std::printf("bits per element  %.6g\n", bits);
+  if (spec->entropy == EntropyCoding::kHuffman || spec->entropy == EntropyCoding::kRans) {
+    const double ideal = (q->ideal_element_bits + q->scale_bits + q->outlier_bits) / static_cast<double>(x->numel());
+    std::printf("  ideal coding    %.6g  (the %s stream, tables included, is %+.3f%%)\n", ideal,
+                spec->entropy == EntropyCoding::kRans ? "rANS" : "Huffman", (bits / ideal - 1) * 100);
+  }
   std::printf("rmse_norm         %.6g\n", m.rmse_norm);
   if (!importance.empty()) std::printf("weighted rmse     %.6g   (importance-weighted)\n", weighted_rmse);
   std::printf("SNR               %.2f dB\n", m.snr_db);

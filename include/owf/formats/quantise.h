@@ -50,7 +50,9 @@ struct QuantisedTensor {
   std::vector<float> outlier_values;     // stored (quantised) outlier values
   Tensor values;                  // the dequantised tensor, same shape as the input
 
-  double element_bits = 0;  // ceil(bits * numel), or the ideal entropy-coded length
+  std::vector<uint8_t> entropy_stream;  // +entropy(huffman|rans): the coded codes (owf/entropy)
+  double element_bits = 0;  // ceil(bits * numel), the ideal entropy-coded length, or the stream
+  double ideal_element_bits = 0;  // with +entropy: the ideal static code length, for comparison
   double scale_bits = 0;
   double outlier_bits = 0;  // outliers x (value bits + 32-bit index)
   double total_bits() const { return element_bits + scale_bits + outlier_bits; }

@@ -5,7 +5,7 @@
 //            | crd<b>(dist[,df=][,mode=][,power=]) | lloyd<b> | grid(<b>) | bf16 | fp16 | fp32
 //   scaling  = (tensor | channel | <n> | <r>x<c>) ":" (absmax | signmax | rms) [":" scalefmt]
 //   modifier = search | rotate(hadamard[,<seed>]) | outliers(<fraction>[,bf16|fp16|fp32])
-//            | entropy(ideal)
+//            | entropy(ideal|huffman|rans)
 //
 // Every FormatSpec has one canonical printed form (ToString) that parses back to an equal spec.
 #pragma once
@@ -74,7 +74,7 @@ struct OutlierSpec {
   bool operator==(const OutlierSpec&) const = default;
 };
 
-enum class EntropyCoder { kNone, kIdeal };
+enum class EntropyCoding { kNone, kIdeal, kHuffman, kRans };
 
 struct FormatSpec {
   ElementSpec element;
@@ -82,7 +82,7 @@ struct FormatSpec {
   bool search = false;
   std::optional<uint64_t> rotate_seed;  // +rotate(hadamard[,seed]): randomised Hadamard rotation
   std::optional<OutlierSpec> outliers;
-  EntropyCoder entropy = EntropyCoder::kNone;
+  EntropyCoding entropy = EntropyCoding::kNone;
 
   bool operator==(const FormatSpec&) const = default;
 };
