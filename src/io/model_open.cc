@@ -69,6 +69,7 @@ class DirectoryReader : public ModelReader {
     metadata_["config"] = std::move(config);
   }
   const char* format() const override { return inner_->format(); }
+  void Release(const TensorInfo& t) const override { inner_->Release(t); }
   std::span<const uint8_t> RawBytes(const TensorInfo& t) const override {
     return inner_->RawBytes(t);
   }
