@@ -77,7 +77,7 @@ Summary Summarise(std::vector<double> v) {
   return s;
 }
 
-KlReport Aggregate(std::span<const PositionStats> pos, std::span<const bool> has_target) {
+KlReport Aggregate(std::span<const PositionStats> pos, const std::vector<bool>& has_target) {
   KlReport r;
   std::vector<double> top, full;
   double same = 0, dp = 0, dp2 = 0, ref_nll = 0, cand_nll = 0;

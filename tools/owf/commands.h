@@ -47,7 +47,18 @@ struct SweepArgs {
   bool json = false;
 };
 
+struct EvalArgs {
+  std::string reference, candidate, text, tokens;
+  int generate = 0;
+  uint64_t seed = 1;
+  int context = 256;
+  int max_sequences = 0;
+  int threads = 0;
+  bool json = false;
+};
+
 int RunFormats(bool json);
+int RunEval(const EvalArgs& args);
 int RunSweep(const SweepArgs& args);
 int RunQuantise(const QuantiseArgs& args);
 int RunDequantise(const std::string& packed, const std::string& output);

@@ -67,6 +67,19 @@ int main(int argc, char** argv) {
   sweep->add_option("--threads", sw.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   sweep->add_flag("--json", sw.json, "Machine-readable output");
 
+  owf::cli::EvalArgs ev;
+  auto* eval = app.add_subcommand("eval", "KL divergence of a candidate model's next-token distributions from a reference's");
+  eval->add_option("--reference", ev.reference, "Reference model (GGUF, safetensors, HF directory)")->required();
+  eval->add_option("--candidate", ev.candidate, "Candidate model (same, or an owf packed file)")->required();
+  eval->add_option("--text", ev.text, "Text file: tokenised, cut into --ctx chunks with BOS");
+  eval->add_option("--tokens", ev.tokens, "JSON list of token-id lists, evaluated as given (no BOS added)");
+  eval->add_option("--generate", ev.generate, "Evaluate on N sequences sampled from the reference (default 8)");
+  eval->add_option("--seed", ev.seed, "Sampling seed for --generate");
+  eval->add_option("--ctx", ev.context, "Tokens per sequence (default 256)");
+  eval->add_option("--max-sequences", ev.max_sequences, "Evaluate at most this many sequences");
+  eval->add_option("--threads", ev.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  eval->add_flag("--json", ev.json, "Machine-readable output");
+
   owf::cli::QuantiseArgs qa;
   auto* quantise = app.add_subcommand("quantise", "Quantise a whole model (safetensors file/shards/directory, GGUF, .npy)");
   quantise->alias("quantize");
@@ -102,6 +115,7 @@ int main(int argc, char** argv) {
   if (*formats) return owf::cli::RunFormats(json);
   if (*format) return owf::cli::RunFormat(spec, json);
   if (*measure) return owf::cli::RunMeasure(measure_args);
+  if (*eval) return owf::cli::RunEval(ev);
   if (*sweep) return owf::cli::RunSweep(sw);
   if (*quantise) return owf::cli::RunQuantise(qa);
   if (*dequantise) return owf::cli::RunDequantise(packed_in, deq_out);

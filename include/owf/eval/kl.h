@@ -40,7 +40,7 @@ struct KlReport {
 };
 
 // Aggregates positions (targets counted where the position had a next token).
-KlReport Aggregate(std::span<const PositionStats> positions, std::span<const bool> has_target);
+KlReport Aggregate(std::span<const PositionStats> positions, const std::vector<bool>& has_target);
 
 nlohmann::json ToJson(const KlReport& r);
 
