@@ -10,6 +10,7 @@
 #include "owf/io/npy.h"
 #include "owf/io/packed.h"
 #include "owf/io/source.h"
+#include "owf/quantize/allocate.h"
 
 namespace owf {
 namespace {
@@ -144,6 +145,17 @@ Result<ModelReport> QuantiseModel(const std::string& input, const Rules& rules, 
   const auto start = Clock::now();
   OWF_ASSIGN_OR_RETURN(auto model, OpenModel(input));
   OWF_ASSIGN_OR_RETURN(auto plan, MakePlan(*model, rules));
+  if (opt.bits_per_param) {
+    AllocationOptions a;
+    a.bits_per_param = *opt.bits_per_param;
+    std::map<std::string, double> fisher;
+    if (!opt.sensitivity.empty()) {
+      OWF_ASSIGN_OR_RETURN(fisher, ReadSensitivity(opt.sensitivity));
+      a.fisher = &fisher;
+    }
+    OWF_ASSIGN_OR_RETURN(Allocation alloc, AllocateBits(*model, std::move(plan), a));
+    plan = std::move(alloc.plan);
+  }
   OWF_ASSIGN_OR_RETURN(SourceLayout layout, DescribeSource(*model, input));
   std::unique_ptr<Sink> sink;
   if (opt.emit == Emit::kPacked) {

@@ -33,6 +33,8 @@ struct QuantiseArgs {
   std::string rules;
   std::string report;
   std::string emit = "packed";
+  double bits = 0;  // > 0: allocate element bits per tensor to this all-in budget
+  std::string sensitivity;
   int threads = 0;
   bool json = false;
 };

@@ -89,6 +89,8 @@ int main(int argc, char** argv) {
   quantise->add_option("-o,--output", qa.output, "Output file (or directory for a sharded --emit fake)")->required();
   quantise->add_option("--rules", qa.rules, "JSON rules: {\"default\": SPEC, \"<glob>\": SPEC | \"keep\"}");
   quantise->add_option("--emit", qa.emit, "packed (owf container, default) or fake (dequantised copy in the source format)");
+  quantise->add_option("--bits", qa.bits, "Allocate element bits per tensor so the model's all-in bits/param hit this");
+  quantise->add_option("--sensitivity", qa.sensitivity, "Per-tensor Fisher (owf sensitivity -o S.json) for --bits");
   quantise->add_option("--report", qa.report, "Write the per-tensor report as JSON");
   quantise->add_option("--threads", qa.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   quantise->add_flag("--json", qa.json, "Print the report as JSON");

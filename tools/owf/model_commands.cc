@@ -56,6 +56,9 @@ int RunQuantise(const QuantiseArgs& a) {
   } else if (a.emit != "packed") {
     return Fail(InvalidArgument("--emit must be 'packed' or 'fake', got '" + a.emit + "'"));
   }
+  if (a.bits > 0) o.bits_per_param = a.bits;
+  o.sensitivity = a.sensitivity;
+  if (!a.sensitivity.empty() && a.bits <= 0) return Fail(InvalidArgument("--sensitivity is used with --bits"));
   if (isatty(STDERR_FILENO) && !a.json) o.progress = ProgressBar;
   auto report = QuantiseModel(a.model, *rules, o);
   if (!report.ok()) return Fail(report.status());

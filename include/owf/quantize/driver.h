@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -18,6 +19,10 @@ struct QuantiseModelOptions {
   std::string output;
   Emit emit = Emit::kPacked;
   int threads = 0;
+  // Bit allocation (owf/quantize/allocate.h): an all-in bits-per-parameter budget, and
+  // optionally per-tensor Fisher information from `owf sensitivity`.
+  std::optional<double> bits_per_param;
+  std::string sensitivity;
   // Called before each tensor: (index, count, name).
   std::function<void(size_t, size_t, const std::string&)> progress;
 };
