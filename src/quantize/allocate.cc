@@ -37,6 +37,20 @@ struct Item {
 }  // namespace
 
 Result<std::map<std::string, double>> ReadSensitivity(const std::string& path) {
+  if (path.ends_with(".safetensors")) {
+    // Per-element diagonal Fisher as the reference writes it: the mean of each tensor.
+    OWF_ASSIGN_OR_RETURN(auto model, OpenModel(path));
+    std::map<std::string, double> out;
+    for (const TensorInfo& t : model->tensors()) {
+      OWF_ASSIGN_OR_RETURN(Tensor f, model->Read(t));
+      double sum = 0;
+      for (float v : f.data) sum += v;
+      const double mean = sum / std::max<double>(1, static_cast<double>(f.numel()));
+      if (!(mean > 0)) return InvalidArgument(path + ": tensor '" + t.name + "' has no positive Fisher information");
+      out[t.name] = mean;
+    }
+    return out;
+  }
   OWF_ASSIGN_OR_RETURN(auto bytes, ReadFileBytes(path));
   const auto j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
   if (j.is_discarded() || !j.contains("tensors") || !j["tensors"].is_object())

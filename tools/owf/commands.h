@@ -59,7 +59,15 @@ struct EvalArgs {
   bool json = false;
 };
 
+struct SensitivityArgs {
+  std::string model, output;
+  int generate = 4;
+  int context = 128;
+  int threads = 0;
+};
+
 int RunFormats(bool json);
+int RunSensitivity(const SensitivityArgs& args);
 int RunEval(const EvalArgs& args);
 int RunSweep(const SweepArgs& args);
 int RunQuantise(const QuantiseArgs& args);

@@ -80,6 +80,14 @@ int main(int argc, char** argv) {
   eval->add_option("--threads", ev.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   eval->add_flag("--json", ev.json, "Machine-readable output");
 
+  owf::cli::SensitivityArgs sa;
+  auto* sens = app.add_subcommand("sensitivity", "Per-tensor Fisher information from the KL that small noise causes");
+  sens->add_option("MODEL", sa.model, "Model")->required();
+  sens->add_option("-o,--output", sa.output, "Output JSON (for owf quantise --bits --sensitivity)")->required();
+  sens->add_option("--generate", sa.generate, "Sequences sampled from the model (default 4)");
+  sens->add_option("--ctx", sa.context, "Tokens per sequence (default 128)");
+  sens->add_option("--threads", sa.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+
   owf::cli::QuantiseArgs qa;
   auto* quantise = app.add_subcommand("quantise", "Quantise a whole model (safetensors file/shards/directory, GGUF, .npy)");
   quantise->alias("quantize");
@@ -117,6 +125,7 @@ int main(int argc, char** argv) {
   if (*formats) return owf::cli::RunFormats(json);
   if (*format) return owf::cli::RunFormat(spec, json);
   if (*measure) return owf::cli::RunMeasure(measure_args);
+  if (*sens) return owf::cli::RunSensitivity(sa);
   if (*eval) return owf::cli::RunEval(ev);
   if (*sweep) return owf::cli::RunSweep(sw);
   if (*quantise) return owf::cli::RunQuantise(qa);

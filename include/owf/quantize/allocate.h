@@ -33,7 +33,8 @@ struct Allocation {
 // tensor). Reads every selected tensor once to measure its rms.
 Result<Allocation> AllocateBits(const ModelReader& model, std::vector<PlanEntry> plan, const AllocationOptions& options);
 
-// Reads {"tensors": {name: {"fisher_mean": F, ...}}} (owf sensitivity's output).
+// Reads {"tensors": {name: {"fisher_mean": F, ...}}} (owf sensitivity's output), or a
+// .safetensors of per-element diagonal Fisher (the reference's files; each tensor's mean).
 Result<std::map<std::string, double>> ReadSensitivity(const std::string& path);
 
 }  // namespace owf
