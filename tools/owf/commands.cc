@@ -1,3 +1,4 @@
+#include "cli_util.h"
 #include "commands.h"
 
 #include <cmath>
@@ -13,11 +14,6 @@
 
 namespace owf::cli {
 namespace {
-
-int Fail(const Status& s) {
-  std::fprintf(stderr, "owf: error: %s\n", s.message().c_str());
-  return 1;
-}
 
 void Print(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
@@ -92,16 +88,7 @@ int RunFormat(const std::string& text, bool json) {
 int RunMeasure(const MeasureArgs& a) {
   auto spec = ParseSpec(a.spec);
   if (!spec.ok()) return Fail(spec.status());
-  Result<Tensor> x = Status(Internal("unread"));
-  if (a.tensor.empty()) {
-    x = ReadNpy(a.input);
-  } else {
-    auto model = OpenModel(a.input);
-    if (!model.ok()) return Fail(model.status());
-    const TensorInfo* info = (*model)->Find(a.tensor);
-    if (!info) return Fail(InvalidArgument(a.input + ": no tensor named '" + a.tensor + "' (see owf inspect)"));
-    x = (*model)->Read(*info);
-  }
+  Result<Tensor> x = LoadInputTensor(a.input, a.tensor);
   if (!x.ok()) return Fail(x.status());
   std::vector<float> importance;
   if (!a.importance.empty()) {

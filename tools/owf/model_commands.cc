@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "owf/io/file.h"
 #include "owf/quantize/driver.h"
@@ -12,11 +13,6 @@
 
 namespace owf::cli {
 namespace {
-
-int Fail(const Status& s) {
-  std::fprintf(stderr, "owf: error: %s\n", s.message().c_str());
-  return 1;
-}
 
 std::string ShapeText(const std::vector<int64_t>& shape) {
   std::string s;

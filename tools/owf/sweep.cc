@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "owf/formats/quantise.h"
 #include "owf/io/file.h"
@@ -18,11 +19,6 @@
 
 namespace owf::cli {
 namespace {
-
-int Fail(const Status& s) {
-  std::fprintf(stderr, "owf: error: %s\n", s.message().c_str());
-  return 1;
-}
 
 std::string Instantiate(const std::string& tmpl, double bits) {
   std::string out = tmpl;
@@ -111,16 +107,7 @@ int RunSweep(const SweepArgs& a) {
       return Fail(InvalidArgument("--bits: '" + item + "' is not a bit width in (0, 16]"));
     bits.push_back(b);
   }
-  Result<Tensor> x = Status(Internal("unread"));
-  if (a.tensor.empty()) {
-    x = ReadNpy(a.input);
-  } else {
-    auto model = OpenModel(a.input);
-    if (!model.ok()) return Fail(model.status());
-    const TensorInfo* info = (*model)->Find(a.tensor);
-    if (!info) return Fail(InvalidArgument(a.input + ": no tensor named '" + a.tensor + "'"));
-    x = (*model)->Read(*info);
-  }
+  Result<Tensor> x = LoadInputTensor(a.input, a.tensor);
   if (!x.ok()) return Fail(x.status());
   ErrorSums moments = ComputeErrorSums(x->data, x->data);
   const double n = static_cast<double>(moments.count);
