@@ -186,7 +186,7 @@ class Parser {
     if (exp < 2 || exp > 7)
       return Error("exponent bits must be 2..7 (e0/e1 formats are int<b>), got " +
                        std::to_string(exp), exp_at);
-    if (man < 0 || 1 + exp + man > 16)
+    if (man < 0 || man > 15 - exp)  // 1 + E + M <= 16, without overflowing on a huge M
       return Error("mantissa bits must be >= 0 with 1 + E + M <= 16", man_at);
     e->exponent_bits = static_cast<int>(exp);
     e->mantissa_bits = static_cast<int>(man);

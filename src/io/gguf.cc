@@ -468,8 +468,10 @@ Status GgufReader::ParseTensorInfos(Cursor& c, uint64_t count, uint32_t alignmen
     }
     uint64_t numel = 1, nbytes = 0;
     bool overflow = __builtin_mul_overflow(ne[0] / type->block, uint64_t{type->bytes}, &nbytes);
-    for (uint32_t d = 0; d < kMaxDims; ++d)
-      overflow |= __builtin_mul_overflow(numel, ne[d], &numel);
+    // Outermost first, as TensorInfo::numel() multiplies: every partial product must fit in int64.
+    for (uint32_t d = kMaxDims; d-- > 0;)
+      overflow |= __builtin_mul_overflow(numel, ne[d], &numel) ||
+                  numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
     for (uint32_t d = 1; d < kMaxDims; ++d)
       overflow |= __builtin_mul_overflow(nbytes, ne[d], &nbytes);
     if (overflow || numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {

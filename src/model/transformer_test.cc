@@ -505,7 +505,8 @@ void WriteHfModel(const ModelReader& gguf, const fs::path& dir, nlohmann::json c
   auto w = SafetensorsWriter::Create((dir / "model.safetensors").string());
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.0f, static_cast<float>(bias_scale));
+  // (stddev must be > 0 even when unused: libstdc++ asserts it under _GLIBCXX_ASSERTIONS)
+  std::normal_distribution<float> normal(0.0f, bias_scale > 0 ? static_cast<float>(bias_scale) : 1.0f);
   const auto add = [&](const std::string& name, const std::vector<int64_t>& shape,
                        const std::vector<float>& data) {
     const auto* bytes = reinterpret_cast<const uint8_t*>(data.data());
