@@ -3,7 +3,8 @@
 # the tests under them; any sanitizer report or test failure fails the run.
 # Usage: scripts/sanitize.sh [TARGET...]   (needs the packages scripts/setup.sh installs)
 #   no TARGET: build everything and run every test;
-#   TARGETs (e.g. owf_io_test owf_formats_test): build only those and run only their tests.
+#   TARGETs (e.g. owf_io_test owf_formats_test): build only those and run their tests (and those
+#   of any test binary an earlier run left in build-asan/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -163,7 +163,12 @@ Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& na
     CodePacking p{static_cast<int64_t>(codebook.size()), Get<int>(d, "group"), Get<int>(d, "group_bits")};
     if (p.group < 1 || p.group > 64 || p.group_bits < 1 || p.group_bits > 64) return fail("bad code packing");
     BlockGeometry g{Get<int64_t>(d, "rows"), Get<int64_t>(d, "cols"), 0, 0};
-    if (g.rows < 0 || g.cols < 0 || g.rows * g.cols != n) return fail("rows x cols does not match the shape");
+    // Bounded like the shape (n <= 2^40), so that the block arithmetic below cannot overflow either.
+    constexpr int64_t kMaxDim = int64_t{1} << 40;
+    int64_t cells = 0;
+    if (g.rows < 0 || g.cols < 0 || g.rows > kMaxDim || g.cols > kMaxDim ||
+        __builtin_mul_overflow(g.rows, g.cols, &cells) || cells != n)
+      return fail("rows x cols does not match the shape");
     g.block_rows = g.rows;
     g.block_cols = g.cols;
     OWF_ASSIGN_OR_RETURN(const TensorInfo* codes_info, part(d.at("codes")));
@@ -179,7 +184,8 @@ Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& na
     std::vector<float> scales;
     if (d.contains("scales")) {
       const auto block = Get<std::vector<int64_t>>(d, "block");
-      if (block.size() != 2 || block[0] < 1 || block[1] < 1) return fail("bad block");
+      if (block.size() != 2 || block[0] < 1 || block[1] < 1 || block[0] > kMaxDim || block[1] > kMaxDim)
+        return fail("bad block");
       g.block_rows = block[0];
       g.block_cols = block[1];
       const auto fmt = ScaleFormatFromName(Get<std::string>(d, "scale_format"));
