@@ -93,6 +93,7 @@ Result<std::vector<TensorSensitivity>> EstimateSensitivity(const std::string& pa
     for (int level = 0; level < 2; ++level) {
       s.noise[level] = level == 0 ? o.noise_low : o.noise_high;
       const double sigma = s.noise[level] * s.rms;
+      if (!(sigma > 0)) continue;  // an all-zero tensor (or no noise): nothing to measure
       std::mt19937_64 rng(o.noise_seed);  // the same direction at both levels: a clean quadratic check
       std::normal_distribution<double> nd(0.0, sigma);
       Tensor noisy = x;

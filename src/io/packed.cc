@@ -10,8 +10,6 @@
 namespace owf {
 namespace {
 
-std::span<const uint8_t> AsBytes(const void* p, size_t n) { return {static_cast<const uint8_t*>(p), n}; }
-
 const char* CastDtype(ElementFamily f) {
   return f == ElementFamily::kBf16 ? "BF16" : f == ElementFamily::kFp16 ? "F16" : "F32";
 }
