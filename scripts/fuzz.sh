@@ -9,18 +9,8 @@ seconds="${1:-30}"
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "usage: scripts/fuzz.sh [SECONDS]" >&2; exit 2; }
 
 # clang + compiler-rt (libFuzzer, ASan/UBSan runtimes); llvm-14 has llvm-symbolizer for traces.
-packages=(clang libclang-rt-14-dev llvm-14 cmake make libboost-math-dev nlohmann-json3-dev libcli11-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/apt-install.sh clang libclang-rt-14-dev llvm-14 cmake make libboost-math-dev nlohmann-json3-dev \
+  libcli11-dev
 
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOWF_FUZZ=ON \
   -DOWF_BUILD_TESTS=OFF -DOWF_BUILD_BENCH=OFF -DOWF_NATIVE=OFF >/dev/null
