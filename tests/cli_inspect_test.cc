@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli_runner.h"
 #include "owf/io/npy.h"
 
 namespace owf {
@@ -18,24 +19,6 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kStories = std::string(OWF_SHARED_DIR) + "/models/stories260K.gguf";
 
-struct CliRun {
-  int code;
-  std::string out;  // stdout and stderr
-};
-
-CliRun Owf(const std::string& args, bool with_stderr = true) {
-  const std::string cmd =
-      std::string(OWF_BINARY) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  CliRun r{-1, ""};
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 const nlohmann::json* FindTensor(const nlohmann::json& j, const std::string& name) {
   for (const auto& t : j["tensors"])

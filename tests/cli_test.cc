@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli_runner.h"
 #include "owf/io/npy.h"
 
 namespace owf {
@@ -17,23 +18,6 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kGolden = std::string(OWF_SHARED_DIR) + "/golden";
 
-struct CliRun {
-  int code;
-  std::string out;  // stdout and stderr
-};
-
-CliRun Owf(const std::string& args) {
-  const std::string cmd = std::string(OWF_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  CliRun r{-1, ""};
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 class Cli : public ::testing::Test {
  protected:
