@@ -68,7 +68,7 @@ Result<std::vector<std::vector<int>>> ParseTokens(const std::string& path, int v
   return seqs;
 }
 
-// Sampling at temperature 1 from the reference, from BOS.
+// One sequence at temperature 1, from BOS.
 std::vector<int> Sample(Transformer& t, int bos, int length, std::mt19937_64& rng) {
   std::vector<int> seq = {std::max(bos, 0)};
   t.Reset();
@@ -89,6 +89,13 @@ std::vector<int> Sample(Transformer& t, int bos, int length, std::mt19937_64& rn
 }
 
 }  // namespace
+
+std::vector<std::vector<int>> SampleSequences(Transformer& model, int bos, int count, int length, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<int>> seqs;
+  for (int s = 0; s < count; ++s) seqs.push_back(Sample(model, bos, length, rng));
+  return seqs;
+}
 
 Result<EvalResult> Evaluate(const std::string& reference, const std::string& candidate, const EvalOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
@@ -116,9 +123,8 @@ Result<EvalResult> Evaluate(const std::string& reference, const std::string& can
     }
   } else {
     const int n = opt.generate > 0 ? opt.generate : 8;
-    std::mt19937_64 rng(opt.seed);
     const int bos = tokenizer.ok() ? (*tokenizer)->bos_id() : 1;
-    for (int s = 0; s < n; ++s) seqs.push_back(Sample(*ref->transformer, bos, opt.context, rng));
+    seqs = SampleSequences(*ref->transformer, bos, n, opt.context, opt.seed);
   }
   if (opt.max_sequences > 0 && static_cast<int>(seqs.size()) > opt.max_sequences) seqs.resize(static_cast<size_t>(opt.max_sequences));
   if (seqs.empty()) return InvalidArgument("no sequences of at least 2 tokens to evaluate");

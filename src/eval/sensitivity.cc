@@ -55,29 +55,13 @@ Result<std::vector<std::vector<float>>> Logits(const ModelReader& reader, const 
 
 Result<std::vector<TensorSensitivity>> EstimateSensitivity(const std::string& path, const SensitivityOptions& o) {
   OWF_ASSIGN_OR_RETURN(auto model, OpenModel(path));
-  // Sequences: sampled from the model itself unless given (reuse the evaluator's choice).
+  // Sequences sampled from the model itself (SampleSequences, as owf eval --generate).
   std::vector<std::vector<int>> seqs;
   {
     OWF_ASSIGN_OR_RETURN(auto t, LoadTransformer(*model, o.sequences.threads));
     auto tok = LoadTokenizer(*model);
-    std::mt19937_64 rng(o.sequences.seed);
     const int n = o.sequences.generate > 0 ? o.sequences.generate : 4;
-    for (int s = 0; s < n; ++s) {
-      std::vector<int> seq = {tok.ok() ? std::max((*tok)->bos_id(), 0) : 1};
-      t->Reset();
-      while (static_cast<int>(seq.size()) < o.sequences.context) {
-        const auto logits = t->Forward(seq.back(), static_cast<int>(seq.size()) - 1);
-        const float mx = *std::max_element(logits.begin(), logits.end());
-        double total = 0;
-        for (float v : logits) total += std::exp(static_cast<double>(v - mx));
-        double r = static_cast<double>(rng() >> 11) * 0x1p-53 * total;
-        size_t pick = 0;
-        for (; pick + 1 < logits.size(); ++pick)
-          if ((r -= std::exp(static_cast<double>(logits[pick] - mx))) < 0) break;
-        seq.push_back(static_cast<int>(pick));
-      }
-      seqs.push_back(std::move(seq));
-    }
+    seqs = SampleSequences(*t, tok.ok() ? (*tok)->bos_id() : 1, n, o.sequences.context, o.sequences.seed);
   }
   OWF_ASSIGN_OR_RETURN(auto reference, Logits(*model, seqs, o.sequences.threads));
   std::vector<TensorSensitivity> out;

@@ -29,6 +29,12 @@ struct EvalResult {
   std::string sample_text;       // first sequence, decoded (generated or given)
 };
 
+class Transformer;
+
+// `count` sequences of `length` tokens sampled at temperature 1 from `model`, each starting
+// with `bos` (clamped to >= 0), from one generator seeded with `seed`: deterministic.
+std::vector<std::vector<int>> SampleSequences(Transformer& model, int bos, int count, int length, uint64_t seed);
+
 // Models are anything owf reads (GGUF, safetensors, HF directory) or owf packed files, which are
 // dequantised (to a temporary file) on load.
 Result<EvalResult> Evaluate(const std::string& reference, const std::string& candidate, const EvalOptions& options);
