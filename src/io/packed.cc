@@ -131,7 +131,7 @@ Result<nlohmann::json> ReadPackedMetadata(const ModelReader& packed) {
   return j;
 }
 
-Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& name, const nlohmann::json& d) {
+Result<PackedCodes> ReadPackedCodes(const ModelReader& packed, const std::string& name, const nlohmann::json& d) {
   auto fail = [&](const std::string& what) { return InvalidData("packed tensor '" + name + "': " + what); };
   auto part = [&](const nlohmann::json& key) -> Result<const TensorInfo*> {
     if (!key.is_string()) return fail("missing part name");
@@ -140,7 +140,7 @@ Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& na
     return t;
   };
   try {
-    Tensor out;
+    PackedCodes out;
     out.shape = Get<std::vector<int64_t>>(d, "shape");
     int64_t n = 1;
     for (int64_t dim : out.shape) {
@@ -148,19 +148,13 @@ Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& na
       n *= dim;
     }
     const std::string kind = Get<std::string>(d, "kind");
-    if (kind == "cast") {
-      OWF_ASSIGN_OR_RETURN(const TensorInfo* v, part(d.at("values")));
-      OWF_ASSIGN_OR_RETURN(Tensor t, packed.Read(*v));
-      if (t.numel() != n) return fail("values have the wrong size");
-      t.shape = out.shape;
-      return t;
-    }
-    if (kind != "codes") return fail("unknown kind '" + kind + "'");
-    const std::vector<float> codebook = Get<std::vector<float>>(d, "codebook");
-    if (codebook.empty() || codebook.size() > 65536) return fail("codebook must have 1 to 65536 entries");
-    CodePacking p{static_cast<int64_t>(codebook.size()), Get<int>(d, "group"), Get<int>(d, "group_bits")};
+    if (kind != "codes") return fail("kind '" + kind + "' holds no codes");
+    out.codebook = Get<std::vector<float>>(d, "codebook");
+    if (out.codebook.empty() || out.codebook.size() > 65536) return fail("codebook must have 1 to 65536 entries");
+    CodePacking p{static_cast<int64_t>(out.codebook.size()), Get<int>(d, "group"), Get<int>(d, "group_bits")};
     if (p.group < 1 || p.group > 64 || p.group_bits < 1 || p.group_bits > 64) return fail("bad code packing");
-    BlockGeometry g{Get<int64_t>(d, "rows"), Get<int64_t>(d, "cols"), 0, 0};
+    BlockGeometry& g = out.geometry;
+    g = BlockGeometry{Get<int64_t>(d, "rows"), Get<int64_t>(d, "cols"), 0, 0};
     // Bounded like the shape (n <= 2^40), so that the block arithmetic below cannot overflow either.
     constexpr int64_t kMaxDim = int64_t{1} << 40;
     int64_t cells = 0;
@@ -170,29 +164,25 @@ Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& na
     g.block_rows = g.rows;
     g.block_cols = g.cols;
     OWF_ASSIGN_OR_RETURN(const TensorInfo* codes_info, part(d.at("codes")));
-    LargeVector<uint16_t> codes;
     if (d.contains("coding")) {
       const std::string coding = Get<std::string>(d, "coding");
       if (coding != "rans" && coding != "huffman") return fail("unknown coding '" + coding + "'");
-      OWF_ASSIGN_OR_RETURN(codes, DecodeEntropy(packed.RawBytes(*codes_info)));
-      if (static_cast<int64_t>(codes.size()) != n) return fail("the coded stream holds the wrong number of codes");
+      OWF_ASSIGN_OR_RETURN(out.codes, DecodeEntropy(packed.RawBytes(*codes_info)));
+      if (static_cast<int64_t>(out.codes.size()) != n) return fail("the coded stream holds the wrong number of codes");
     } else {
-      OWF_ASSIGN_OR_RETURN(codes, UnpackCodes(packed.RawBytes(*codes_info), n, p));
+      OWF_ASSIGN_OR_RETURN(out.codes, UnpackCodes(packed.RawBytes(*codes_info), n, p));
     }
-    std::vector<float> scales;
     if (d.contains("scales")) {
       const auto block = Get<std::vector<int64_t>>(d, "block");
       if (block.size() != 2 || block[0] < 1 || block[1] < 1 || block[0] > kMaxDim || block[1] > kMaxDim)
         return fail("bad block");
       g.block_rows = block[0];
       g.block_cols = block[1];
-      const auto fmt = ScaleFormatFromName(Get<std::string>(d, "scale_format"));
-      if (!fmt) return fail("unknown scale format");
+      out.scale_format = ScaleFormatFromName(Get<std::string>(d, "scale_format"));
+      if (!out.scale_format) return fail("unknown scale format");
       OWF_ASSIGN_OR_RETURN(const TensorInfo* s_info, part(d.at("scales")));
-      OWF_ASSIGN_OR_RETURN(scales, DecodeScales(packed.RawBytes(*s_info), *fmt, g.num_blocks()));
+      OWF_ASSIGN_OR_RETURN(out.scales, DecodeScales(packed.RawBytes(*s_info), *out.scale_format, g.num_blocks()));
     }
-    std::vector<int64_t> oidx;
-    std::vector<float> oval;
     if (d.contains("outliers")) {
       const auto& o = d.at("outliers");
       OWF_ASSIGN_OR_RETURN(const TensorInfo* i_info, part(o.at("index")));
@@ -204,34 +194,65 @@ Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& na
         if (width == 8) {
           int64_t v;
           std::memcpy(&v, &raw[8 * k], 8);
-          oidx.push_back(v);
+          out.outlier_indices.push_back(v);
         } else {
           uint32_t v;
           std::memcpy(&v, &raw[4 * k], 4);
-          oidx.push_back(v);
+          out.outlier_indices.push_back(v);
         }
       }
       OWF_ASSIGN_OR_RETURN(Tensor values, packed.Read(*v_info));
-      oval.assign(values.data.begin(), values.data.end());
+      out.outlier_values.assign(values.data.begin(), values.data.end());
+      if (out.outlier_indices.size() != out.outlier_values.size()) return fail("outlier indices and values differ in count");
+      for (int64_t i : out.outlier_indices)
+        if (i < 0 || i >= n) return fail("outlier index " + std::to_string(i) + " is outside the tensor");
     }
-    out.data.resize(static_cast<size_t>(n));
-    OWF_RETURN_IF_ERROR(DequantiseInto(codebook, g, scales, codes, {}, {}, out.data).WithContext("packed tensor '" + name + "'"));
     if (d.contains("rotation")) {
       const auto& r = d.at("rotation");
       if (r.at("kind").get<std::string>() != "hadamard") return fail("unknown rotation");
-      out.shape = {g.rows, g.cols};
-      HadamardRotate(out, r.at("seed").get<uint64_t>(), /*inverse=*/true, 0);
-      out.shape = Get<std::vector<int64_t>>(d, "shape");
-    }
-    if (oidx.size() != oval.size()) return fail("outlier indices and values differ in count");
-    for (size_t k = 0; k < oidx.size(); ++k) {
-      if (oidx[k] < 0 || oidx[k] >= n) return fail("outlier index " + std::to_string(oidx[k]) + " is outside the tensor");
-      out.data[static_cast<size_t>(oidx[k])] = oval[k];
+      out.rotation_seed = r.at("seed").get<uint64_t>();
     }
     return out;
   } catch (const nlohmann::json::exception& e) {
     return fail(std::string("bad description: ") + e.what());
   }
+}
+
+Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& name, const nlohmann::json& d) {
+  try {
+    if (d.at("kind").get<std::string>() == "cast") {
+      const std::vector<int64_t> shape = Get<std::vector<int64_t>>(d, "shape");
+      int64_t n = 1;
+      for (int64_t dim : shape) {
+        if (dim < 0 || (dim > 0 && n > (int64_t{1} << 40) / dim))
+          return InvalidData("packed tensor '" + name + "': bad shape");
+        n *= dim;
+      }
+      const nlohmann::json& key = d.at("values");
+      const TensorInfo* v = key.is_string() ? packed.Find(key.get<std::string>()) : nullptr;
+      if (!v) return InvalidData("packed tensor '" + name + "': values part is missing");
+      OWF_ASSIGN_OR_RETURN(Tensor t, packed.Read(*v));
+      if (t.numel() != n) return InvalidData("packed tensor '" + name + "': values have the wrong size");
+      t.shape = shape;
+      return t;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return InvalidData("packed tensor '" + name + "': bad description: " + e.what());
+  }
+  OWF_ASSIGN_OR_RETURN(PackedCodes p, ReadPackedCodes(packed, name, d));
+  Tensor out;
+  out.shape = p.shape;
+  out.data.resize(p.codes.size());
+  OWF_RETURN_IF_ERROR(DequantiseInto(p.codebook, p.geometry, p.scales, p.codes, {}, {}, out.data)
+                          .WithContext("packed tensor '" + name + "'"));
+  if (p.rotation_seed) {
+    out.shape = {p.geometry.rows, p.geometry.cols};
+    HadamardRotate(out, *p.rotation_seed, /*inverse=*/true, 0);
+    out.shape = p.shape;
+  }
+  for (size_t k = 0; k < p.outlier_indices.size(); ++k)
+    out.data[static_cast<size_t>(p.outlier_indices[k])] = p.outlier_values[k];
+  return out;
 }
 
 }  // namespace owf

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "owf/core/status.h"
 #include "owf/core/tensor.h"
@@ -27,6 +29,22 @@ Result<nlohmann::json> AddPackedTensor(SafetensorsWriter& writer, const std::str
 
 // The payload bytes AddPackedTensor writes for `q` (codes + scales + outliers).
 int64_t PackedPayloadBytes(const QuantisedTensor& q);
+
+// The stored pieces of a quantised ("codes") tensor, decoded but not dequantised: for runtimes
+// that compute with codes directly (owf/cuda). value_i = codebook[codes_i] * scale of i's block,
+// then the rotation (if any) is undone per row, then outliers are written over.
+struct PackedCodes {
+  std::vector<int64_t> shape;
+  std::vector<float> codebook;
+  BlockGeometry geometry;                  // whole tensor as one block when unscaled
+  std::optional<ScaleFormat> scale_format;  // absent: unscaled (scales empty)
+  std::vector<float> scales;               // decoded, one per block
+  LargeVector<uint16_t> codes;             // entropy-coded streams are decoded
+  std::optional<uint64_t> rotation_seed;
+  std::vector<int64_t> outlier_indices;    // validated: inside the tensor
+  std::vector<float> outlier_values;
+};
+Result<PackedCodes> ReadPackedCodes(const ModelReader& packed, const std::string& name, const nlohmann::json& desc);
 
 // Rebuilds the dequantised fp32 tensor from an opened packed file and its description.
 Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& name, const nlohmann::json& desc);
