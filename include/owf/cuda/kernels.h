@@ -1,0 +1,52 @@
+// CUDA kernels over owf's quantised matrices (optional target owf_cuda, CMake -DOWF_CUDA=ON).
+// Kernels take device pointers; shapes are validated on the host and errors come back as Status,
+// never as a crash. All launches go to the given stream (nullptr = the default stream).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "owf/core/status.h"
+#include "owf/cuda/layout.h"
+
+struct CUstream_st;
+
+namespace owf::cuda {
+
+using Stream = CUstream_st*;
+
+// True when a CUDA device can be used; otherwise `why` (if given) says why not.
+bool Available(std::string* why = nullptr);
+
+// A TiledMatrix in GPU memory.
+class DeviceMatrix {
+ public:
+  static Result<DeviceMatrix> Upload(const TiledMatrix& m);
+  DeviceMatrix(DeviceMatrix&&) noexcept;
+  DeviceMatrix& operator=(DeviceMatrix&&) noexcept;
+  ~DeviceMatrix();
+
+  int64_t rows() const;
+  int64_t cols() const;
+  // Bytes of GPU memory the weights occupy (codes, scales, outliers).
+  int64_t weight_bytes() const;
+
+  // out: rows x cols bf16, row-major with leading dimension ld (>= cols), device memory.
+  // Bit-exact with the CPU: bf16(codebook[code] * scale) (round to nearest even), outliers
+  // written over.
+  Status DequantiseBf16(uint16_t* out, int64_t ld, Stream stream = nullptr) const;
+
+  // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
+  // device memory (ldx >= cols), y fp32 in device memory (ldy >= rows). Tensor cores
+  // (bf16 mma) with each weight split into two bf16 terms (16 significant bits) and fp32
+  // accumulation; outliers are added exactly as sparse corrections.
+  Status Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream = nullptr) const;
+
+ private:
+  struct State;
+  explicit DeviceMatrix(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace owf::cuda

@@ -1,0 +1,77 @@
+// The GPU layout of a quantised matrix (docs/gpu-layout.md): owf's packed codes re-tiled at load
+// time so that each lane of a warp reads, in one 16-byte load for 4-bit codes, exactly the
+// elements it needs for a tensor-core (mma m16n8k16) A fragment. Pure C++: built and tested
+// without CUDA; owf/cuda/kernels.h uploads a TiledMatrix and runs kernels on it.
+//
+// Tiling. The (rows x cols) matrix is cut into tiles of 16 rows x 64 columns (the last ones
+// padded with code 0 and zero activations). Tile (i, j) is stored at word offset
+// ((i * col_tiles) + j) * 32 * code_bits: 32 lanes, lane-major, code_bits 32-bit words each.
+// Lane l = 4 g + t holds 32 codes: for k-step s = 0..3 (columns 16 s .. 16 s + 15 of the tile)
+// the 8 codes of rows (g, g, g+8, g+8, g, g, g+8, g+8) and columns (2t, 2t+1, 2t, 2t+1, 2t+8,
+// 2t+9, 2t+8, 2t+9) -- the mma A-fragment order. Code q (q = 8 s + e) occupies bits
+// [q * code_bits, (q + 1) * code_bits) of the lane's words read as one little-endian bit string.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "owf/core/status.h"
+#include "owf/formats/quantise.h"
+#include "owf/formats/spec.h"
+
+namespace owf::cuda {
+
+inline constexpr int kTileRows = 16;
+inline constexpr int kTileCols = 64;
+inline constexpr int kMaxCodebook = 64;
+
+// Scale storage on the GPU: the container's formats, kept in their own width.
+enum class GpuScale : uint8_t { kNone, kBf16, kFp16, kFp32, kE8m0, kE4m3 };
+
+// A quantised matrix as owf stores it (owf/io/packed.h PackedCodes, or a QuantisedTensor).
+struct QuantisedMatrixView {
+  std::span<const float> codebook;           // K <= 64 entries
+  BlockGeometry geometry;                    // rows, cols and the scaling block
+  std::optional<ScaleFormat> scale_format;   // absent: unscaled
+  std::span<const float> scales;             // one per block (decoded)
+  std::span<const uint16_t> codes;           // rows * cols, row-major
+  std::span<const int64_t> outlier_indices;  // flat, ascending
+  std::span<const float> outlier_values;
+  std::optional<uint64_t> rotation_seed;     // set: Unsupported (kernels do not undo rotations)
+};
+
+struct TiledMatrix {
+  int64_t rows = 0, cols = 0;
+  int code_bits = 0;             // ceil(log2 K), 1..6
+  std::vector<float> codebook;   // K entries
+  int64_t row_tiles = 0, col_tiles = 0;
+  std::vector<uint32_t> codes;   // row_tiles * col_tiles * 32 * code_bits words
+  GpuScale scale_type = GpuScale::kNone;
+  int64_t block_rows = 0, block_cols = 0, blocks_across = 0;
+  std::vector<uint8_t> scales;   // the container's bytes (row-major over blocks)
+  // Outliers: exact values for dequantisation, and per-row corrections for products:
+  // delta = value - codebook[code] * scale, so that W x = (codes x) + sum delta * x[col].
+  std::vector<int64_t> outlier_index;
+  std::vector<float> outlier_value;
+  std::vector<int32_t> outlier_row_start;  // rows + 1 entries (empty without outliers)
+  std::vector<int32_t> outlier_col;
+  std::vector<float> outlier_delta;
+
+  int64_t code_bytes() const { return static_cast<int64_t>(codes.size()) * 4; }
+  // Bytes a matrix-vector product reads from GPU memory for the weights.
+  int64_t weight_bytes() const;
+};
+
+// Errors: Unsupported for codebooks over 64 entries or rotated tensors (the kernels do not undo
+// rotations); InvalidArgument for inconsistent sizes or codes past the codebook.
+Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& m);
+
+// CPU reference of the GPU arithmetic, reading only the tiled layout: the dequantised value at
+// (row, col), fp32 codebook[code] * scale (outliers written over) -- what DequantiseInto gives.
+float TiledValue(const TiledMatrix& m, int64_t row, int64_t col);
+// Decodes one stored scale (GpuScale storage) to fp32.
+float TiledScale(const TiledMatrix& m, int64_t row, int64_t col);
+
+}  // namespace owf::cuda

@@ -1,0 +1,163 @@
+#include "owf/cuda/layout.h"
+
+#include <algorithm>
+#include <string>
+
+#include "owf/formats/packing.h"
+
+namespace owf::cuda {
+namespace {
+
+GpuScale ToGpuScale(ScaleFormat f) {
+  switch (f) {
+    case ScaleFormat::kBf16: return GpuScale::kBf16;
+    case ScaleFormat::kFp16: return GpuScale::kFp16;
+    case ScaleFormat::kFp32: return GpuScale::kFp32;
+    case ScaleFormat::kE8m0: return GpuScale::kE8m0;
+    case ScaleFormat::kE4m3: return GpuScale::kE4m3;
+  }
+  return GpuScale::kNone;
+}
+
+std::optional<ScaleFormat> FromGpuScale(GpuScale s) {
+  switch (s) {
+    case GpuScale::kBf16: return ScaleFormat::kBf16;
+    case GpuScale::kFp16: return ScaleFormat::kFp16;
+    case GpuScale::kFp32: return ScaleFormat::kFp32;
+    case GpuScale::kE8m0: return ScaleFormat::kE8m0;
+    case GpuScale::kE4m3: return ScaleFormat::kE4m3;
+    case GpuScale::kNone: break;
+  }
+  return std::nullopt;
+}
+
+// Position inside the tiled layout of element (row, col): word offset of its lane and its
+// code index q within the lane's 32 codes.
+struct Slot {
+  int64_t lane_word = 0;
+  int q = 0;
+};
+
+Slot Locate(const TiledMatrix& m, int64_t row, int64_t col) {
+  const int64_t tile = (row / kTileRows) * m.col_tiles + col / kTileCols;
+  const int rr = static_cast<int>(row % kTileRows), cc = static_cast<int>(col % kTileCols);
+  const int s = cc / 16, kc = cc % 16;
+  const int g = rr % 8, t = (kc % 8) / 2;
+  const int e = (kc % 2) + 2 * (rr / 8) + 4 * (kc / 8);
+  return {(tile * 32 + 4 * g + t) * m.code_bits, 8 * s + e};
+}
+
+}  // namespace
+
+int64_t TiledMatrix::weight_bytes() const {
+  return code_bytes() + static_cast<int64_t>(scales.size()) +
+         static_cast<int64_t>(outlier_row_start.size() + outlier_col.size() + outlier_delta.size()) * 4;
+}
+
+float TiledScale(const TiledMatrix& m, int64_t row, int64_t col) {
+  const auto format = FromGpuScale(m.scale_type);
+  if (!format) return 1.0f;
+  const int64_t width = ScaleFormatBits(*format) / 8;
+  const int64_t b = (row / m.block_rows) * m.blocks_across + col / m.block_cols;
+  auto s = DecodeScales(std::span<const uint8_t>(m.scales).subspan(static_cast<size_t>(b * width), width), *format, 1);
+  return s.ok() ? (*s)[0] : 0.0f;
+}
+
+float TiledValue(const TiledMatrix& m, int64_t row, int64_t col) {
+  const int64_t flat = row * m.cols + col;
+  const auto it = std::lower_bound(m.outlier_index.begin(), m.outlier_index.end(), flat);
+  if (it != m.outlier_index.end() && *it == flat) return m.outlier_value[static_cast<size_t>(it - m.outlier_index.begin())];
+  const Slot slot = Locate(m, row, col);
+  const int bit = slot.q * m.code_bits;
+  const uint64_t lo = m.codes[static_cast<size_t>(slot.lane_word + bit / 32)];
+  const uint64_t hi = bit % 32 + m.code_bits > 32 ? m.codes[static_cast<size_t>(slot.lane_word + bit / 32 + 1)] : 0;
+  const uint32_t code = static_cast<uint32_t>(((hi << 32 | lo) >> (bit % 32)) & ((1u << m.code_bits) - 1));
+  const float c = m.codebook[code];
+  return m.scale_type == GpuScale::kNone ? c : c * TiledScale(m, row, col);
+}
+
+Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
+  const BlockGeometry& g = v.geometry;
+  const int64_t k = static_cast<int64_t>(v.codebook.size());
+  if (k < 1 || k > kMaxCodebook)
+    return Unsupported("the GPU kernels take codebooks of 1 to " + std::to_string(kMaxCodebook) + " entries, not " +
+                       std::to_string(k));
+  if (g.rows < 1 || g.cols < 1 || g.rows > (int64_t{1} << 31) || g.cols > (int64_t{1} << 31))
+    return InvalidArgument("bad matrix shape " + std::to_string(g.rows) + "x" + std::to_string(g.cols));
+  if (static_cast<int64_t>(v.codes.size()) != g.rows * g.cols)
+    return InvalidArgument(std::to_string(v.codes.size()) + " codes for a " + std::to_string(g.rows) + "x" +
+                           std::to_string(g.cols) + " matrix");
+  if (v.rotation_seed) return Unsupported("the GPU kernels do not undo Hadamard rotations");
+  if (v.outlier_indices.size() != v.outlier_values.size())
+    return InvalidArgument("outlier indices and values differ in count");
+  if (v.outlier_indices.size() > (size_t{1} << 30)) return Unsupported("more than 2^30 outliers");
+  TiledMatrix m;
+  m.rows = g.rows;
+  m.cols = g.cols;
+  m.code_bits = 1;
+  while ((int64_t{1} << m.code_bits) < k) ++m.code_bits;
+  m.codebook.assign(v.codebook.begin(), v.codebook.end());
+  m.row_tiles = (g.rows + kTileRows - 1) / kTileRows;
+  m.col_tiles = (g.cols + kTileCols - 1) / kTileCols;
+  if (v.scale_format) {
+    if (g.block_rows < 1 || g.block_cols < 1) return InvalidArgument("bad scaling block");
+    if (static_cast<int64_t>(v.scales.size()) != g.num_blocks())
+      return InvalidArgument(std::to_string(v.scales.size()) + " scales for " + std::to_string(g.num_blocks()) +
+                             " blocks");
+    m.scale_type = ToGpuScale(*v.scale_format);
+    m.block_rows = g.block_rows;
+    m.block_cols = g.block_cols;
+    m.blocks_across = g.blocks_across();
+    m.scales = EncodeScales(v.scales, *v.scale_format);
+  } else {
+    m.block_rows = g.rows;
+    m.block_cols = g.cols;
+    m.blocks_across = 1;
+  }
+  // Re-tile the codes: tile by tile, lane by lane, in mma A-fragment order.
+  m.codes.assign(static_cast<size_t>(m.row_tiles * m.col_tiles * 32 * m.code_bits), 0u);
+  for (int64_t i = 0; i < m.row_tiles; ++i) {
+    for (int64_t j = 0; j < m.col_tiles; ++j) {
+      for (int lane = 0; lane < 32; ++lane) {
+        uint32_t* words = &m.codes[static_cast<size_t>(((i * m.col_tiles + j) * 32 + lane) * m.code_bits)];
+        const int gr = lane / 4, t = lane % 4;
+        for (int q = 0; q < 32; ++q) {
+          const int s = q / 8, e = q % 8;
+          const int64_t row = i * kTileRows + gr + 8 * ((e >> 1) & 1);
+          const int64_t col = j * kTileCols + 16 * s + 2 * t + (e & 1) + 8 * (e >> 2);
+          if (row >= g.rows || col >= g.cols) continue;
+          const uint16_t code = v.codes[static_cast<size_t>(row * g.cols + col)];
+          if (code >= k)
+            return InvalidArgument("code " + std::to_string(code) + " at (" + std::to_string(row) + ", " +
+                                   std::to_string(col) + ") is past the " + std::to_string(k) + "-entry codebook");
+          const int bit = q * m.code_bits;
+          words[bit / 32] |= static_cast<uint32_t>(code) << (bit % 32);
+          if (bit % 32 + m.code_bits > 32) words[bit / 32 + 1] |= static_cast<uint32_t>(code) >> (32 - bit % 32);
+        }
+      }
+    }
+  }
+  // Outliers: exact values, and per-row corrections against what the codes give.
+  if (!v.outlier_indices.empty()) {
+    m.outlier_row_start.assign(static_cast<size_t>(g.rows + 1), 0);
+    int64_t previous = -1;
+    for (size_t o = 0; o < v.outlier_indices.size(); ++o) {
+      const int64_t flat = v.outlier_indices[o];
+      if (flat <= previous || flat >= g.rows * g.cols)
+        return InvalidArgument("outlier index " + std::to_string(flat) + " is out of order or outside the matrix");
+      previous = flat;
+      const int64_t row = flat / g.cols, col = flat % g.cols;
+      const float coded = m.codebook[v.codes[static_cast<size_t>(flat)]];
+      const float scaled = m.scale_type == GpuScale::kNone ? coded : coded * TiledScale(m, row, col);
+      m.outlier_index.push_back(flat);
+      m.outlier_value.push_back(v.outlier_values[o]);
+      m.outlier_col.push_back(static_cast<int32_t>(col));
+      m.outlier_delta.push_back(v.outlier_values[o] - scaled);
+      ++m.outlier_row_start[static_cast<size_t>(row + 1)];
+    }
+    for (size_t r = 1; r < m.outlier_row_start.size(); ++r) m.outlier_row_start[r] += m.outlier_row_start[r - 1];
+  }
+  return m;
+}
+
+}  // namespace owf::cuda
