@@ -246,20 +246,23 @@ Result<Choice> FitGrid(const FormatSpec& spec, const float* x, const BlockGeomet
   return choice;
 }
 
-// Top-k |x| (ties: lower index first), ascending indices.
-std::vector<int64_t> SelectOutliers(const Tensor& x, int64_t k) {
+// Top-k |x|, or with importance w the top-k w x^2 (the weighted error an element would cause;
+// ties: lower index first), ascending indices.
+std::vector<int64_t> SelectOutliers(const Tensor& x, int64_t k, const std::vector<float>* importance) {
   const int64_t n = x.numel();
   if (k <= 0) return {};
-  std::vector<float> mag(x.data.size());
-  for (int64_t i = 0; i < n; ++i) mag[i] = std::fabs(x.data[i]);
+  std::vector<float> key(x.data.size());
+  for (int64_t i = 0; i < n; ++i)
+    key[i] = importance ? (*importance)[i] * x.data[i] * x.data[i] : std::fabs(x.data[i]);
+  std::vector<float> mag = key;
   std::nth_element(mag.begin(), mag.begin() + (k - 1), mag.end(), std::greater<float>());
   const float threshold = mag[static_cast<size_t>(k - 1)];
   std::vector<int64_t> idx;
   idx.reserve(static_cast<size_t>(k));
   for (int64_t i = 0; i < n; ++i)
-    if (std::fabs(x.data[i]) > threshold) idx.push_back(i);
+    if (key[i] > threshold) idx.push_back(i);
   for (int64_t i = 0; i < n && static_cast<int64_t>(idx.size()) < k; ++i)
-    if (std::fabs(x.data[i]) == threshold) idx.push_back(i);
+    if (key[i] == threshold) idx.push_back(i);
   std::sort(idx.begin(), idx.end());
   return idx;
 }
@@ -351,7 +354,7 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
   Tensor zeroed;
   if (spec.outliers) {
     const int64_t k = static_cast<int64_t>(std::floor(spec.outliers->fraction * static_cast<double>(n)));
-    out.outlier_indices = SelectOutliers(x, k);
+    out.outlier_indices = SelectOutliers(x, k, opt.importance);
     zeroed = x;
     for (int64_t i : out.outlier_indices) zeroed.data[static_cast<size_t>(i)] = 0.0f;
     dense = &zeroed;

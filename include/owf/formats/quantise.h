@@ -35,7 +35,9 @@ float QuantiseScale(float s, ScaleFormat format);
 
 struct QuantiseOptions {
   int threads = 0;                                // 0 = all cores; output is identical for any
-  const std::vector<float>* importance = nullptr;  // per-element weights (lloyd, +search)
+  // Per-element weights of the squared error: lloyd, +search and crd(t) df minimise the weighted
+  // error, outliers are the largest w x^2. Fixed specs (nothing to choose) ignore them.
+  const std::vector<float>* importance = nullptr;
 };
 
 struct QuantisedTensor {
