@@ -97,16 +97,11 @@ std::vector<std::vector<int>> SampleSequences(Transformer& model, int bos, int c
   return seqs;
 }
 
-Result<EvalResult> Evaluate(const std::string& reference, const std::string& candidate, const EvalOptions& opt) {
-  const auto start = std::chrono::steady_clock::now();
-  OWF_ASSIGN_OR_RETURN(auto ref, Load(reference, opt.threads));
-  OWF_ASSIGN_OR_RETURN(auto cand, Load(candidate, opt.threads));
-  const int vocab = ref->transformer->vocab_size();
-  if (cand->transformer->vocab_size() != vocab)
-    return InvalidArgument("the models' vocabularies differ (" + std::to_string(vocab) + " vs " +
-                           std::to_string(cand->transformer->vocab_size()) + ")");
+Result<std::vector<std::vector<int>>> MakeSequences(const ModelReader& reader, Transformer& model,
+                                                    const EvalOptions& opt) {
   if (opt.context < 2) return InvalidArgument("--ctx must be at least 2");
-  auto tokenizer = LoadTokenizer(*ref->reader);
+  const int vocab = model.vocab_size();
+  auto tokenizer = LoadTokenizer(reader);
   std::vector<std::vector<int>> seqs;
   if (!opt.tokens_file.empty()) {
     OWF_ASSIGN_OR_RETURN(seqs, ParseTokens(opt.tokens_file, vocab));
@@ -124,10 +119,22 @@ Result<EvalResult> Evaluate(const std::string& reference, const std::string& can
   } else {
     const int n = opt.generate > 0 ? opt.generate : 8;
     const int bos = tokenizer.ok() ? (*tokenizer)->bos_id() : 1;
-    seqs = SampleSequences(*ref->transformer, bos, n, opt.context, opt.seed);
+    seqs = SampleSequences(model, bos, n, opt.context, opt.seed);
   }
   if (opt.max_sequences > 0 && static_cast<int>(seqs.size()) > opt.max_sequences) seqs.resize(static_cast<size_t>(opt.max_sequences));
   if (seqs.empty()) return InvalidArgument("no sequences of at least 2 tokens to evaluate");
+  return seqs;
+}
+
+Result<EvalResult> Evaluate(const std::string& reference, const std::string& candidate, const EvalOptions& opt) {
+  const auto start = std::chrono::steady_clock::now();
+  OWF_ASSIGN_OR_RETURN(auto ref, Load(reference, opt.threads));
+  OWF_ASSIGN_OR_RETURN(auto cand, Load(candidate, opt.threads));
+  const int vocab = ref->transformer->vocab_size();
+  if (cand->transformer->vocab_size() != vocab)
+    return InvalidArgument("the models' vocabularies differ (" + std::to_string(vocab) + " vs " +
+                           std::to_string(cand->transformer->vocab_size()) + ")");
+  OWF_ASSIGN_OR_RETURN(auto seqs, MakeSequences(*ref->reader, *ref->transformer, opt));
 
   std::vector<PositionStats> positions;
   std::vector<bool> has_target;
@@ -147,7 +154,7 @@ Result<EvalResult> Evaluate(const std::string& reference, const std::string& can
   r.sequences = static_cast<int64_t>(seqs.size());
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.tokens_per_second = static_cast<double>(forwards) / std::max(r.seconds, 1e-9);
-  if (tokenizer.ok()) r.sample_text = (*tokenizer)->Decode(seqs.front());
+  if (auto tokenizer = LoadTokenizer(*ref->reader); tokenizer.ok()) r.sample_text = (*tokenizer)->Decode(seqs.front());
   return r;
 }
 

@@ -235,6 +235,10 @@ std::vector<float> Transformer::Forward(int token, int position) {
     // straight into this position's row of the layer's cache.
     float* k = key_cache_[l].data() + static_cast<size_t>(position) * kv_dim;    // (kv_dim)
     float* v = value_cache_[l].data() + static_cast<size_t>(position) * kv_dim;  // (kv_dim)
+    const TensorNames& names = layer_names_[l];
+    Observe(names.wq, xb_.data(), dim);
+    Observe(names.wk, xb_.data(), dim);
+    Observe(names.wv, xb_.data(), dim);
     MatVec(q_.data(), w.wq, xb_.data(), q_dim, dim);
     MatVec(k, w.wk, xb_.data(), kv_dim, dim);
     MatVec(v, w.wv, xb_.data(), kv_dim, dim);
@@ -248,6 +252,7 @@ std::vector<float> Transformer::Forward(int token, int position) {
     // att_out (q_dim): each query head attends over positions <= position of its KV head.
     Attention(l, position);
     // xb2 (dim) = wo (dim, q_dim) @ att_out; x += xb2.
+    Observe(names.wo, att_out_.data(), q_dim);
     MatVec(xb2_.data(), w.wo, att_out_.data(), dim, q_dim);
     for (int i = 0; i < dim; ++i) x[i] += xb2_[i];
 
@@ -255,6 +260,8 @@ std::vector<float> Transformer::Forward(int token, int position) {
     // xb (dim) = RMSNorm(x) * ffn_norm.
     RmsNorm(xb_.data(), x, w.ffn_norm, dim, c.norm_eps);
     // h1 (hidden) = gate (hidden, dim) @ xb; h3 (hidden) = up (hidden, dim) @ xb.
+    Observe(names.gate, xb_.data(), dim);
+    Observe(names.up, xb_.data(), dim);
     MatVec(h1_.data(), w.gate, xb_.data(), hidden, dim);
     MatVec(h3_.data(), w.up, xb_.data(), hidden, dim);
     // h1 (hidden) = silu(h1) * h3, silu(z) = z * sigmoid(z).
@@ -263,6 +270,7 @@ std::vector<float> Transformer::Forward(int token, int position) {
       h1_[i] = z / (1.0f + std::exp(-z)) * h3_[i];
     }
     // xb2 (dim) = down (dim, hidden) @ h1; x += xb2.
+    Observe(names.down, h1_.data(), hidden);
     MatVec(xb2_.data(), w.down, h1_.data(), dim, hidden);
     for (int i = 0; i < dim; ++i) x[i] += xb2_[i];
   }
@@ -270,6 +278,7 @@ std::vector<float> Transformer::Forward(int token, int position) {
   // xb (dim) = RMSNorm(x) * output_norm; logits (vocab) = output (vocab, dim) @ xb.
   RmsNorm(xb_.data(), x, output_norm_, dim, c.norm_eps);
   std::vector<float> logits(c.vocab_size);
+  Observe(head_name_, xb_.data(), dim);
   MatVec(logits.data(), output_.empty() ? embedding_ : output_, xb_.data(), c.vocab_size, dim);
   cached_ = position + 1;
   return logits;
@@ -340,8 +349,10 @@ Result<std::unique_ptr<Transformer>> LoadTransformer(const ModelReader& reader,
     }
   }
   t->layers_.resize(c.n_layers);
+  t->head_name_ = c.tie_embeddings ? global.embedding : global.output;
   for (int l = 0; l < c.n_layers; ++l) {
     const TensorNames n = NamesFor(c.naming, l);
+    t->layer_names_.push_back(n);
     Transformer::Layer& w = t->layers_[l];
     OWF_ASSIGN_OR_RETURN(w.attn_norm, loader.Load(n.attn_norm, {dim}));
     OWF_ASSIGN_OR_RETURN(w.wq, loader.Load(n.wq, {q_dim, dim}));

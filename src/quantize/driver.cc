@@ -11,6 +11,7 @@
 #include "owf/io/packed.h"
 #include "owf/io/source.h"
 #include "owf/quantize/allocate.h"
+#include "owf/quantize/importance.h"
 
 namespace owf {
 namespace {
@@ -156,6 +157,12 @@ Result<ModelReport> QuantiseModel(const std::string& input, const Rules& rules, 
     OWF_ASSIGN_OR_RETURN(Allocation alloc, AllocateBits(*model, std::move(plan), a));
     plan = std::move(alloc.plan);
   }
+  Imatrix imatrix;
+  if (!opt.importance.empty()) {
+    auto m = ReadImatrix(opt.importance);
+    if (!m.ok()) return m.status().WithContext("--importance");
+    imatrix = std::move(*m);
+  }
   OWF_ASSIGN_OR_RETURN(SourceLayout layout, DescribeSource(*model, input));
   std::unique_ptr<Sink> sink;
   if (opt.emit == Emit::kPacked) {
@@ -173,7 +180,20 @@ Result<ModelReport> QuantiseModel(const std::string& input, const Rules& rules, 
     TensorReport row{t.name, t.shape, t.dtype_name, "keep", e.why, "", t.numel(), 0, 0, 0};
     if (e.spec) {
       OWF_ASSIGN_OR_RETURN(Tensor x, model->Read(t));
-      auto q = QuantiseTensor(*e.spec, x, QuantiseOptions{opt.threads, nullptr});
+      std::vector<float> weights;
+      if (!opt.importance.empty()) {
+        auto it = imatrix.columns.find(t.name);
+        if (it == imatrix.columns.end()) {
+          report.warnings.push_back("no importance for tensor '" + t.name + "' in " + opt.importance +
+                                    ": quantised for the plain (unweighted) error");
+        } else {
+          auto w = BroadcastColumns(it->second, x.shape, t.name);
+          if (!w.ok()) return w.status().WithContext(opt.importance);
+          weights = std::move(*w);
+          row.importance = true;
+        }
+      }
+      auto q = QuantiseTensor(*e.spec, x, QuantiseOptions{opt.threads, weights.empty() ? nullptr : &weights});
       if (!q.ok()) return q.status().WithContext("tensor '" + t.name + "' " + x.ShapeString());
       OWF_RETURN_IF_ERROR(sink->Quantised(t, *q));
       row.spec = ToString(*e.spec);
@@ -249,12 +269,14 @@ nlohmann::json ToJson(const ModelReport& r) {
       row["rmse_norm"] = t.rmse_norm;
       row["seconds"] = t.seconds;
       if (!t.fitted.empty()) row["fitted"] = t.fitted;
+      if (t.importance) row["importance"] = true;
     }
     tensors.push_back(std::move(row));
   }
   return {{"input", r.input}, {"output", r.output}, {"tensors", tensors}, {"elements", r.elements},
           {"quantised_elements", r.quantised_elements}, {"bits", r.bits}, {"bits_per_param", r.bits_per_param()},
-          {"payload_bytes", r.payload_bytes}, {"output_bytes", r.output_bytes}, {"seconds", r.seconds}};
+          {"payload_bytes", r.payload_bytes}, {"output_bytes", r.output_bytes}, {"seconds", r.seconds},
+          {"warnings", r.warnings}};
 }
 
 }  // namespace owf

@@ -35,6 +35,7 @@ struct QuantiseArgs {
   std::string emit = "packed";
   double bits = 0;  // > 0: allocate element bits per tensor to this all-in budget
   std::string sensitivity;
+  std::string importance;  // an owf imatrix file
   int threads = 0;
   bool json = false;
 };
@@ -66,7 +67,18 @@ struct SensitivityArgs {
   int threads = 0;
 };
 
+struct ImatrixArgs {
+  std::string model, output, text, tokens;
+  int generate = 0;
+  uint64_t seed = 1;
+  int context = 256;
+  int max_sequences = 0;
+  int threads = 0;
+  bool json = false;
+};
+
 int RunFormats(bool json);
+int RunImatrix(const ImatrixArgs& args);
 int RunSensitivity(const SensitivityArgs& args);
 int RunEval(const EvalArgs& args);
 int RunSweep(const SweepArgs& args);

@@ -1,9 +1,11 @@
 // `owf eval`: what quantisation costs the model, as KL divergence between next-token
-// distributions.
+// distributions; `owf sensitivity` and `owf imatrix`, which measure the model for quantise.
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.h"
 #include "owf/eval/evaluate.h"
+#include "owf/eval/imatrix.h"
 #include "owf/eval/sensitivity.h"
 #include "owf/io/file.h"
 #include "table.h"
@@ -46,6 +48,50 @@ int RunEval(const EvalArgs& a) {
   std::printf("same top-1          %.2f%%\n", 100 * k.same_top1_rate);
   std::printf("delta p(top-1)      mean %+.5f, rms %.5f\n", k.delta_p_mean, k.delta_p_rms);
   std::printf("perplexity          reference %.4f, candidate %.4f\n", k.ref_perplexity, k.cand_perplexity);
+  return 0;
+}
+
+int RunImatrix(const ImatrixArgs& a) {
+  EvalOptions o;
+  o.text_file = a.text;
+  o.tokens_file = a.tokens;
+  o.generate = a.generate;
+  o.seed = a.seed;
+  o.context = a.context;
+  o.max_sequences = a.max_sequences;
+  o.threads = a.threads;
+  auto m = CollectImatrix(a.model, o);
+  if (!m.ok()) {
+    std::fprintf(stderr, "owf: error: %s\n", m.status().message().c_str());
+    return 1;
+  }
+  Status st = WriteImatrix(a.output, *m);
+  if (!st.ok()) {
+    std::fprintf(stderr, "owf: error: %s\n", st.message().c_str());
+    return 1;
+  }
+  if (a.json) {
+    nlohmann::json j{{"model", a.model}, {"output", a.output}, {"tokens", m->tokens}, {"sequences", m->sequences}};
+    nlohmann::json t = nlohmann::json::object();
+    for (const auto& [name, col] : m->columns) {
+      double sum = 0;
+      for (float v : col) sum += v;
+      t[name] = {{"columns", col.size()}, {"mean", col.empty() ? 0.0 : sum / static_cast<double>(col.size())}};
+    }
+    j["tensors"] = t;
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  Table t({"weight", "input columns", "mean", "min", "max"});
+  for (const auto& [name, col] : m->columns) {
+    double sum = 0, lo = col.empty() ? 0 : col[0], hi = lo;
+    for (float v : col) sum += v, lo = std::min<double>(lo, v), hi = std::max<double>(hi, v);
+    t.AddRow({name, std::to_string(col.size()), Fixed(col.empty() ? 0.0 : sum / static_cast<double>(col.size()), 5),
+              Fixed(lo, 5), Fixed(hi, 5)});
+  }
+  std::printf("%s\nmean square of each input column's activation over %lld positions (%lld sequences)\nwrote %s\n",
+              t.Render().c_str(), static_cast<long long>(m->tokens), static_cast<long long>(m->sequences),
+              a.output.c_str());
   return 0;
 }
 

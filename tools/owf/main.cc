@@ -88,6 +88,19 @@ int main(int argc, char** argv) {
   sens->add_option("--ctx", sa.context, "Tokens per sequence (default 128)");
   sens->add_option("--threads", sa.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
 
+  owf::cli::ImatrixArgs ia;
+  auto* imatrix = app.add_subcommand("imatrix", "Mean square of each linear weight's input columns over data (for quantise --importance)");
+  imatrix->add_option("MODEL", ia.model, "Model (GGUF, safetensors, HF directory)")->required();
+  imatrix->add_option("-o,--output", ia.output, "Output imatrix (.safetensors: one F32 vector per weight)")->required();
+  imatrix->add_option("--text", ia.text, "Text file: tokenised, cut into --ctx chunks with BOS");
+  imatrix->add_option("--tokens", ia.tokens, "JSON list of token-id lists, used as given");
+  imatrix->add_option("--generate", ia.generate, "Use N sequences sampled from the model (default 8)");
+  imatrix->add_option("--seed", ia.seed, "Sampling seed for --generate");
+  imatrix->add_option("--ctx", ia.context, "Tokens per sequence (default 256)");
+  imatrix->add_option("--max-sequences", ia.max_sequences, "Use at most this many sequences");
+  imatrix->add_option("--threads", ia.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  imatrix->add_flag("--json", ia.json, "Machine-readable output");
+
   owf::cli::QuantiseArgs qa;
   auto* quantise = app.add_subcommand("quantise", "Quantise a whole model (safetensors file/shards/directory, GGUF, .npy)");
   quantise->alias("quantize");
@@ -99,6 +112,8 @@ int main(int argc, char** argv) {
   quantise->add_option("--emit", qa.emit, "packed (owf container, default) or fake (dequantised copy in the source format)");
   quantise->add_option("--bits", qa.bits, "Allocate element bits per tensor so the model's all-in bits/param hit this");
   quantise->add_option("--sensitivity", qa.sensitivity, "Per-tensor Fisher (owf sensitivity -o S.json) for --bits");
+  quantise->add_option("--importance", qa.importance,
+                       "Imatrix (owf imatrix -o I.safetensors): minimise each tensor's activation-weighted error");
   quantise->add_option("--report", qa.report, "Write the per-tensor report as JSON");
   quantise->add_option("--threads", qa.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   quantise->add_flag("--json", qa.json, "Print the report as JSON");
@@ -126,6 +141,7 @@ int main(int argc, char** argv) {
   if (*format) return owf::cli::RunFormat(spec, json);
   if (*measure) return owf::cli::RunMeasure(measure_args);
   if (*sens) return owf::cli::RunSensitivity(sa);
+  if (*imatrix) return owf::cli::RunImatrix(ia);
   if (*eval) return owf::cli::RunEval(ev);
   if (*sweep) return owf::cli::RunSweep(sw);
   if (*quantise) return owf::cli::RunQuantise(qa);

@@ -55,9 +55,11 @@ int RunQuantise(const QuantiseArgs& a) {
   if (a.bits > 0) o.bits_per_param = a.bits;
   o.sensitivity = a.sensitivity;
   if (!a.sensitivity.empty() && a.bits <= 0) return Fail(InvalidArgument("--sensitivity is used with --bits"));
+  o.importance = a.importance;
   if (isatty(STDERR_FILENO) && !a.json) o.progress = ProgressBar;
   auto report = QuantiseModel(a.model, *rules, o);
   if (!report.ok()) return Fail(report.status());
+  for (const std::string& w : report->warnings) std::fprintf(stderr, "owf: warning: %s\n", w.c_str());
   const nlohmann::json j = ToJson(*report);
   if (!a.report.empty()) {
     Status st = WriteFileAtomic(a.report, j.dump(2) + "\n");
@@ -70,7 +72,7 @@ int RunQuantise(const QuantiseArgs& a) {
   Table t({"tensor", "shape", "dtype", "spec", "bits/param", "rmse_norm", "seconds"});
   for (const auto& r : report->tensors) {
     const bool kept = r.spec == "keep";
-    t.AddRow({r.name, ShapeText(r.shape), r.dtype, kept ? "keep (" + r.why + ")" : r.spec,
+    t.AddRow({r.name, ShapeText(r.shape), r.dtype, kept ? "keep (" + r.why + ")" : r.spec + (r.importance ? " [imatrix]" : ""),
               Fixed(r.elements ? r.bits / static_cast<double>(r.elements) : 0.0, 4), kept ? "-" : Fixed(r.rmse_norm, 5),
               kept ? "-" : Fixed(r.seconds, 3)});
   }

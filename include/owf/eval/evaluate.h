@@ -35,6 +35,12 @@ class Transformer;
 // with `bos` (clamped to >= 0), from one generator seeded with `seed`: deterministic.
 std::vector<std::vector<int>> SampleSequences(Transformer& model, int bos, int count, int length, uint64_t seed);
 
+// The token sequences `options` ask for (tokens file, text file or --generate from `model`,
+// whose file `reader` supplies the tokenizer), cut to max_sequences. For eval and imatrix.
+class ModelReader;
+Result<std::vector<std::vector<int>>> MakeSequences(const ModelReader& reader, Transformer& model,
+                                                    const EvalOptions& options);
+
 // Models are anything owf reads (GGUF, safetensors, HF directory) or owf packed files, which are
 // dequantised (to a temporary file) on load.
 Result<EvalResult> Evaluate(const std::string& reference, const std::string& candidate, const EvalOptions& options);

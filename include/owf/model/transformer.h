@@ -13,8 +13,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "owf/core/memory.h"
@@ -30,6 +32,12 @@ struct TransformerOptions {
   // (starting threads costs more). Chunking depends on sizes only, never on the thread count.
   int64_t min_chunk_work = int64_t{1} << 16;
 };
+
+// Called before every product of a weight matrix with an activation vector: the weight's name
+// as the model file spells it (q, k, v, o, gate, up, down of every layer and the output head;
+// the head of a tied model is the embedding) and its input, one value per input column (the
+// weight's last dimension). `input` is valid during the call only. For owf imatrix.
+using MatVecObserver = std::function<void(const std::string& weight, std::span<const float> input)>;
 
 class Transformer {
  public:
@@ -50,6 +58,8 @@ class Transformer {
   // Positions held in the key-value cache: the next position to run.
   int cached_positions() const { return cached_; }
   void set_threads(int threads) { options_.threads = threads; }
+  // Observes every weight's input vectors from now on (an empty function: none).
+  void set_observer(MatVecObserver observer) { observer_ = std::move(observer); }
 
   // Forgets the key-value cache (the next Forward must be at position 0).
   void Reset() { cached_ = 0; }
@@ -77,6 +87,10 @@ class Transformer {
   // att_out_ (n_heads * head_dim) = causal attention of q_ over the cache of `layer`.
   void Attention(int layer, int position);
   void EnsureCapacity(int positions);
+  // Hands `input` (n) to the observer, if any, as the input of weight `name`.
+  void Observe(const std::string& name, const float* input, int n) const {
+    if (observer_) observer_(name, std::span<const float>(input, static_cast<size_t>(n)));
+  }
 
   TransformerConfig config_;
   TransformerOptions options_;
@@ -85,6 +99,9 @@ class Transformer {
   LargeVector<float> output_norm_;  // (dim)
   LargeVector<float> output_;       // (vocab, dim); empty when tied to embedding_
   std::vector<Layer> layers_;
+  std::vector<TensorNames> layer_names_;  // per layer, as in the model file
+  std::string head_name_;                 // the output head's (the embedding's when tied)
+  MatVecObserver observer_;
   std::vector<double> inv_freq_;  // (rope_dim / 2) rotation speed of each pair, per position
 
   // Key-value cache: per layer, (capacity, kv_dim) each.

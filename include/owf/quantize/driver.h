@@ -23,6 +23,10 @@ struct QuantiseModelOptions {
   // optionally per-tensor Fisher information from `owf sensitivity`.
   std::optional<double> bits_per_param;
   std::string sensitivity;
+  // An imatrix (owf/quantize/importance.h): each quantised tensor with an entry is quantised to
+  // minimise its importance-weighted error (+search, lloyd, crd(t) df, outlier choice). A
+  // tensor without one gets the plain error and a warning; a length mismatch is an error.
+  std::string importance;
   // Called before each tensor: (index, count, name).
   std::function<void(size_t, size_t, const std::string&)> progress;
 };
@@ -38,6 +42,7 @@ struct TensorReport {
   double bits = 0;  // all-in bits of this tensor (kept tensors at their width)
   double rmse_norm = 0;
   double seconds = 0;
+  bool importance = false;  // quantised with imatrix weights
 };
 
 struct ModelReport {
@@ -50,6 +55,7 @@ struct ModelReport {
   int64_t payload_bytes = 0;  // packed: codes + scales + outliers + kept tensors
   int64_t output_bytes = 0;   // size of everything written
   double seconds = 0;
+  std::vector<std::string> warnings;
 };
 
 Result<ModelReport> QuantiseModel(const std::string& input, const Rules& rules, const QuantiseModelOptions& options);
