@@ -5,6 +5,7 @@
 
 #include "owf/core/numeric.h"
 #include "owf/formats/quantise.h"
+#include "opt_scale.h"
 
 namespace owf {
 
@@ -186,6 +187,30 @@ Result<std::vector<float>> DecodeScales(std::span<const uint8_t> bytes, ScaleFor
     }
   }
   return out;
+}
+
+Status DequantiseInto(std::span<const float> centroids, const BlockGeometry& g, std::span<const float> scales,
+                      std::span<const float> mins, std::span<const uint16_t> codes, std::span<float> out) {
+  if (mins.empty()) return DequantiseInto(centroids, g, scales, codes, {}, {}, out);
+  const int64_t n = g.rows * g.cols;
+  if (static_cast<int64_t>(codes.size()) != n || static_cast<int64_t>(out.size()) != n)
+    return InvalidData(std::to_string(codes.size()) + " codes for " + std::to_string(n) + " elements");
+  if (static_cast<int64_t>(scales.size()) != g.num_blocks() || mins.size() != scales.size())
+    return InvalidData(std::to_string(scales.size()) + " scales and " + std::to_string(mins.size()) + " mins for " +
+                       std::to_string(g.num_blocks()) + " blocks");
+  const int64_t across = g.blocks_across();
+  for (int64_t r = 0; r < g.rows; ++r) {
+    for (int64_t c = 0; c < g.cols; ++c) {
+      const int64_t i = r * g.cols + c;
+      const uint16_t code = codes[static_cast<size_t>(i)];
+      if (code >= centroids.size())
+        return InvalidData("code " + std::to_string(code) + " at element " + std::to_string(i) + " is past the " +
+                           std::to_string(centroids.size()) + "-entry codebook");
+      const size_t b = static_cast<size_t>((r / g.block_rows) * across + c / g.block_cols);
+      out[static_cast<size_t>(i)] = OptValue(centroids[code], scales[b], mins[b], true);
+    }
+  }
+  return Status::Ok();
 }
 
 Status DequantiseInto(std::span<const float> centroids, const BlockGeometry& g, std::span<const float> scales,

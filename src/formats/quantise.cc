@@ -13,6 +13,7 @@
 #include "owf/entropy/coder.h"
 #include "owf/formats/rotation.h"
 #include "owf/stats/crd.h"
+#include "opt_scale.h"
 #include "scaling.h"
 
 namespace owf {
@@ -34,7 +35,7 @@ CrdRange CrdRangeFor(const std::optional<ScalingSpec>& scaling) {
   // format's own range (the reference's behaviour, reference-spec.md section 6).
   if (!scaling || scaling->kind == ScaleKind::kRms || scaling->block != BlockKind::kBlock)
     return CrdRange::kRms;
-  return scaling->kind == ScaleKind::kAbsmax ? CrdRange::kAbsmax : CrdRange::kSignmax;
+  return scaling->kind == ScaleKind::kSignmax ? CrdRange::kSignmax : CrdRange::kAbsmax;  // opt: absmax design
 }
 
 Result<ElementFormat> DesignCrd(const FormatSpec& spec, double df) {
@@ -46,7 +47,9 @@ Result<ElementFormat> DesignCrd(const FormatSpec& spec, double df) {
   d.range = CrdRangeFor(spec.scaling);
   d.power = e.power;
   d.levels = static_cast<int>(std::llround(std::exp2(e.bits)));
-  d.block_size = spec.scaling ? spec.scaling->block_rows * spec.scaling->block_cols : 0;
+  d.block_size = !spec.scaling ? 0
+                 : spec.scaling->two_level() ? spec.scaling->sub_block
+                                             : spec.scaling->block_rows * spec.scaling->block_cols;
   auto values = CrdCodebook(d);
   if (!values.ok()) return values.status().WithContext(ToString(spec.element));
   std::vector<float> c(values->begin(), values->end());
@@ -286,6 +289,80 @@ void SnapAll(const ElementFormat& element, const std::vector<float>& scales, con
   });
 }
 
+// opt/optmin scaling: every block's scale (and min) fitted for the codebook, which is the
+// element's own or, for lloyd<b>, fitted jointly with the scales. Fills the element, scales,
+// codes and values.
+Status QuantiseOpt(const FormatSpec& spec, const float* xd, const BlockGeometry& g, const QuantiseOptions& opt,
+                   QuantisedTensor* out) {
+  const ScalingSpec& sc = *spec.scaling;
+  const OptLayout L = MakeOptLayout(sc, g);
+  const int64_t n = g.rows * g.cols;
+  const float* imp = opt.importance ? opt.importance->data() : nullptr;
+  if (spec.element.family == ElementFamily::kLloyd) {
+    const int levels = static_cast<int>(std::llround(std::exp2(spec.element.bits)));
+    std::vector<float> init(static_cast<size_t>(levels));
+    for (int i = 0; i < levels; ++i) init[i] = static_cast<float>(i) / static_cast<float>(std::max(levels - 1, 1));
+    if (!sc.with_min()) {  // start from the cube-root codebook for normal data and this block size
+      FormatSpec crd = spec;
+      crd.element = ElementSpec{};
+      crd.element.family = ElementFamily::kCrd;
+      crd.element.bits = std::log2(static_cast<double>(levels));
+      crd.element.dist = Distribution::kNormal;
+      auto designed = DesignCrd(crd, 0);
+      if (designed.ok()) {
+        init = designed->centroids();
+      } else {
+        for (float& v : init) v = 2 * v - 1;
+      }
+    }
+    std::vector<float> cb = FitJointCodebook(xd, imp, L, levels, std::move(init), opt.threads);
+    // Carry the tensor's magnitude (3 x its rms) in the codebook, so that block scales stay near
+    // 1 whatever the weights' magnitude: within the range of fp16 and e4m3 super-block scales.
+    double sumsq = 0;
+    for (int64_t i = 0; i < n; ++i) sumsq += static_cast<double>(xd[i]) * xd[i];
+    const float magnitude = static_cast<float>(3.0 * std::sqrt(sumsq / static_cast<double>(n)));
+    if (magnitude > 0 && std::isfinite(magnitude))
+      for (float& v : cb) v *= magnitude;
+    out->element = ElementFormat::Lut(std::move(cb), std::log2(static_cast<double>(levels)));
+    out->fitted = "lloyd+opt levels=" + std::to_string(levels);
+  } else {
+    OWF_ASSIGN_OR_RETURN(ElementFormat e, DesignElement(spec));
+    out->element = ElementFormat::Lut(e.centroids(), e.bits());
+  }
+  const std::vector<float>& cb = out->element.centroids();
+  out->codes.resize(static_cast<size_t>(n));
+  OptScales s = OptimiseScales(xd, imp, L, cb, opt.threads, out->codes.data());
+  // Values from (code, scale, min) alone, exactly as a decoder computes them.
+  const bool with_min = sc.with_min();
+  const int64_t across = g.blocks_across();
+  float* values = out->values.data.data();
+  const int64_t rpc = RowsPerChunk(g.cols);
+  ParallelFor(static_cast<size_t>((g.rows + rpc - 1) / rpc), opt.threads, [&](size_t chunk) {
+    const int64_t r0 = static_cast<int64_t>(chunk) * rpc, r1 = std::min(g.rows, r0 + rpc);
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = 0; c < g.cols; ++c) {
+        const size_t b = static_cast<size_t>(r * across + c / g.block_cols), i = static_cast<size_t>(r * g.cols + c);
+        values[i] = OptValue(cb[out->codes[i]], s.scales[b], with_min ? s.mins[b] : 0.0f, with_min);
+      }
+    }
+  });
+  out->scales = std::move(s.scales);
+  out->mins = std::move(s.mins);
+  out->super_scales = std::move(s.super_scales);
+  out->super_mins = std::move(s.super_mins);
+  out->sub_scales = std::move(s.sub_scales);
+  out->sub_mins = std::move(s.sub_mins);
+  return Status::Ok();
+}
+
+double ScaleBits(const QuantisedTensor& q) {
+  const ScalingSpec& s = *q.spec.scaling;
+  const double per_scale = ScaleFormatBits(s.format) * (s.with_min() ? 2.0 : 1.0);
+  if (!s.two_level()) return static_cast<double>(q.scales.size()) * per_scale;
+  return static_cast<double>(q.super_scales.size()) * per_scale +
+         static_cast<double>(q.scales.size()) * (s.sub_bits + s.min_bits);
+}
+
 }  // namespace
 
 Result<ElementFormat> DesignElement(const FormatSpec& spec, std::optional<double> df) {
@@ -370,8 +447,13 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
 
   const ElementSpec& e = spec.element;
   const bool crd_t_fit = e.family == ElementFamily::kCrd && e.dist == Distribution::kStudentT && !e.df;
+  const bool opt_scaled = spec.scaling && spec.scaling->optimised();
+  out.values.shape = x.shape;
+  out.values.data.resize(static_cast<size_t>(n));
   Choice choice;
-  if (e.family == ElementFamily::kLloyd) {
+  if (opt_scaled) {
+    OWF_RETURN_IF_ERROR(QuantiseOpt(spec, xd, g, opt, &out));
+  } else if (e.family == ElementFamily::kLloyd) {
     OWF_ASSIGN_OR_RETURN(choice, FitLloydElement(spec, xd, g, opt));
   } else if (e.family == ElementFamily::kGrid) {
     OWF_ASSIGN_OR_RETURN(choice, FitGrid(spec, xd, g, opt, e.bits));
@@ -384,17 +466,17 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
                                     spec.scaling->format, opt.threads);
     }
   }
-  out.element = std::move(choice.element);
-  out.scales = std::move(choice.scales);
-  out.fitted = std::move(choice.fitted);
+  if (!opt_scaled) {
+    out.element = std::move(choice.element);
+    out.scales = std::move(choice.scales);
+    out.fitted = std::move(choice.fitted);
+  }
 
   // Snap every element; a grid sized for a real coder is refitted until the coded size hits
   // the budget (the coder's overhead over the ideal length is measured, then budgeted for).
-  out.values.shape = x.shape;
-  out.values.data.resize(static_cast<size_t>(n));
   const bool real_coder = spec.entropy == EntropyCoding::kHuffman || spec.entropy == EntropyCoding::kRans;
   double grid_target = e.bits;
-  for (int attempt = 0;; ++attempt) {
+  for (int attempt = 0; !opt_scaled; ++attempt) {
     if (out.element.has_codes()) out.codes.resize(static_cast<size_t>(n));
     SnapAll(out.element, out.scales, xd, g, opt.threads, out.values.data.data(),
             out.codes.empty() ? nullptr : out.codes.data());
@@ -433,7 +515,7 @@ Result<QuantisedTensor> QuantiseTensor(const FormatSpec& spec, const Tensor& x,
   } else {
     out.element_bits = std::ceil(out.element.bits() * static_cast<double>(n) - 1e-9);
   }
-  if (spec.scaling) out.scale_bits = static_cast<double>(out.scales.size()) * ScaleFormatBits(spec.scaling->format);
+  if (spec.scaling) out.scale_bits = ScaleBits(out);
   if (spec.outliers) {
     out.outlier_bits = static_cast<double>(out.outlier_indices.size()) * (CastBits(spec.outliers->format) + 32);
   }

@@ -16,6 +16,11 @@ Result<BlockGeometry> MakeGeometry(const ScalingSpec& s, int64_t rows, int64_t c
     case BlockKind::kTensor: break;
     case BlockKind::kChannel: g.block_rows = 1; break;
     case BlockKind::kBlock:
+      if (s.optimised()) {  // opt scaling: blocks (or sub-blocks) of 1 x n, partial where n > cols
+        g.block_rows = 1;
+        g.block_cols = s.two_level() ? s.sub_block : s.block_cols;
+        break;
+      }
       if (s.block_cols > cols) {
         return InvalidArgument("block of " + std::to_string(s.block_cols) +
                                " columns is larger than the tensor's last dimension (" +
@@ -112,7 +117,9 @@ std::vector<float> ComputeScales(const float* x, const BlockGeometry& g, ScaleKi
       for (int64_t r = bd * g.block_rows; r < r1; ++r) s.Merge(row_stats[static_cast<size_t>(r * across + b)]);
       float scale = 0;
       switch (kind) {
-        case ScaleKind::kAbsmax: scale = std::max(s.amax / range, eps); break;
+        case ScaleKind::kAbsmax:
+        case ScaleKind::kOpt:  // (opt scales are fitted in opt_scale.cc; absmax is their start)
+        case ScaleKind::kOptMin: scale = std::max(s.amax / range, eps); break;
         case ScaleKind::kSignmax: {
           const float bmin = std::min(s.min, -eps), bmax = std::max(s.max, eps);
           scale = (-bmin > bmax ? bmin : bmax) / signed_max;

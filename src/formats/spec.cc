@@ -23,7 +23,20 @@ constexpr NamedScaleFormat kScaleFormats[] = {
     {"e4m3", ScaleFormat::kE4m3, 8, true},
 };
 constexpr std::pair<const char*, ScaleKind> kScaleKinds[] = {
-    {"absmax", ScaleKind::kAbsmax}, {"signmax", ScaleKind::kSignmax}, {"rms", ScaleKind::kRms}};
+    {"absmax", ScaleKind::kAbsmax}, {"signmax", ScaleKind::kSignmax}, {"rms", ScaleKind::kRms},
+    {"opt", ScaleKind::kOpt},       {"optmin", ScaleKind::kOptMin}};
+
+// The fixed-length presets (README "Fixed-length presets"): one row each. Bits are all-in for
+// rows that are a multiple of 256 long.
+const std::vector<Preset> kPresets = {
+    {"fixed2", "lloyd2@256:optmin:fp16/16:u4:u4", "Q2_K (2.625 bits)"},
+    {"fixed3", "lloyd3.1699@256:opt:fp16/32:u5", "Q3_K (3.4375 bits)"},
+    {"fixed4", "lloyd4@128:opt:e4m3/16:h3", "IQ4_XS (4.25 bits)"},
+    {"fixed4.5", "lloyd4.0875@128:opt:e4m3/16:u4", "Q4_K (4.5 bits)"},
+    {"fixed5", "lloyd5.248@256:opt:fp16/32:u4", "Q5_K (5.5 bits)"},
+    {"fixed6", "lloyd6.3219@256:opt:fp16/32:u4", "Q6_K (6.5625 bits)"},
+    {"fixed8", "lloyd8@256:opt:fp16/16:u7", "Q8_0 (8.5 bits)"},
+};
 constexpr std::pair<const char*, Distribution> kDistributions[] = {
     {"normal", Distribution::kNormal}, {"laplace", Distribution::kLaplace},
     {"t", Distribution::kStudentT}};
@@ -283,6 +296,32 @@ class Parser {
       }
       if (!found) return Error("expected a scale format: 'bf16', 'fp16', 'fp32', 'e8m0' or 'e4m3'", at);
     }
+    if (Accept("/")) {
+      const size_t at = pos_;
+      OWF_RETURN_IF_ERROR(ParseInteger(&s->sub_block, "sub-block size"));
+      if (s->sub_block <= 0 || s->sub_block > (1 << 24)) return Error("sub-block size must be a positive integer up to 2^24", at);
+      if (Accept(":h")) {
+        s->sub_high = true;
+        OWF_RETURN_IF_ERROR(ParseBitCount(&s->sub_bits, "sub-scale"));
+      } else {
+        OWF_RETURN_IF_ERROR(ParseSubBits(&s->sub_bits, "sub-scale"));
+      }
+      if (text_.substr(pos_).starts_with(":u")) OWF_RETURN_IF_ERROR(ParseSubBits(&s->min_bits, "sub-block min"));
+    }
+    return Status::Ok();
+  }
+
+  // ":u<b>": an unsigned b-bit integer multiplier, 1 <= b <= 16.
+  Status ParseSubBits(int* bits, const char* what) {
+    if (!Accept(":u")) return Error("expected ':u<bits>' (or ':h<bits>' for sub-scales)");
+    return ParseBitCount(bits, what);
+  }
+  Status ParseBitCount(int* bits, const char* what) {
+    const size_t at = pos_;
+    int64_t b = 0;
+    OWF_RETURN_IF_ERROR(ParseInteger(&b, (std::string(what) + " bits").c_str()));
+    if (b < 1 || b > 16) return Error(std::string(what) + " bits must be 1..16", at);
+    *bits = static_cast<int>(b);
     return Status::Ok();
   }
 
@@ -362,9 +401,38 @@ class Parser {
     if (spec.scaling && spec.scaling->kind == ScaleKind::kSignmax &&
         spec.scaling->format == ScaleFormat::kE8m0)
       return fail("signmax scales are signed: use a signed scale format (bf16, fp16, fp32, e4m3)");
+    if (spec.scaling) OWF_RETURN_IF_ERROR(ValidateScaling(spec, fail));
     if (f == ElementFamily::kCrd && spec.element.mode != CrdMode::kSymmetric &&
         static_cast<int64_t>(std::exp2(spec.element.bits)) % 2 != 0)
       return fail("crd modes asym/zero need an even number of levels");
+    return Status::Ok();
+  }
+
+  template <typename Fail>
+  Status ValidateScaling(const FormatSpec& spec, Fail fail) const {
+    const ScalingSpec& s = *spec.scaling;
+    const ElementSpec& e = spec.element;
+    if (!s.two_level() && (s.sub_bits || s.min_bits || s.sub_high)) return fail("sub-scale bits without sub-blocks");
+    if (s.two_level()) {
+      if (!s.optimised()) return fail("sub-block scales ('/<m>:u<b>') need an 'opt' or 'optmin' scaling");
+      if (s.block != BlockKind::kBlock || s.block_rows != 1)
+        return fail("sub-block scales need 1 x n super-blocks ('@<n>:opt...')");
+      if (s.sub_block >= s.block_cols || s.block_cols % s.sub_block != 0)
+        return fail("the sub-block size must divide the super-block size and be smaller");
+      if (s.with_min() != (s.min_bits > 0))
+        return fail(s.with_min() ? "optmin sub-blocks need min bits: '/<m>:u<b>:u<b>'"
+                                 : "sub-block min bits (a second ':u<b>') need 'optmin'");
+    }
+    if (!s.optimised()) return Status::Ok();
+    if (s.block == BlockKind::kTensor || (s.block == BlockKind::kBlock && s.block_rows != 1))
+      return fail("opt/optmin scaling needs 1 x n blocks or 'channel'");
+    if (spec.search) return fail("'+search' does not apply to opt/optmin scaling, which fits every block's scale");
+    if (spec.entropy != EntropyCoding::kNone) return fail("'+entropy' cannot be combined with opt/optmin scaling");
+    if (e.family == ElementFamily::kGrid) return fail("grid(<b>) does not apply to opt/optmin scaling");
+    if (e.family == ElementFamily::kFloat && e.rounding != Rounding::kNearest)
+      return fail("opt/optmin scaling snaps to the nearest value: use a round-to-nearest element format");
+    if (e.family == ElementFamily::kCrd && e.dist == Distribution::kStudentT && !e.df)
+      return fail("crd<b>(t) with opt scaling needs df= (or use lloyd<b>, fitted to the tensor)");
     return Status::Ok();
   }
 
@@ -399,7 +467,32 @@ const char* ScaleKindName(ScaleKind k) { return NameOf(kScaleKinds, k); }
 const char* DistributionName(Distribution d) { return NameOf(kDistributions, d); }
 const char* CrdModeName(CrdMode m) { return NameOf(kModes, m); }
 
-Result<FormatSpec> ParseSpec(std::string_view text) { return Parser(text).Parse(); }
+const std::vector<Preset>& Presets() { return kPresets; }
+
+Result<FormatSpec> ParseSpec(std::string_view text) {
+  // A preset name (longest match), alone or followed by modifiers, stands for its full spec.
+  const Preset* match = nullptr;
+  for (const Preset& p : kPresets) {
+    const std::string_view name(p.name);
+    if (text.starts_with(name) && (text.size() == name.size() || text[name.size()] == '+') &&
+        (!match || name.size() > std::string_view(match->name).size()))
+      match = &p;
+  }
+  if (match) {
+    const std::string expanded = std::string(match->spec) + std::string(text.substr(std::string_view(match->name).size()));
+    return Parser(expanded).Parse();
+  }
+  return Parser(text).Parse();
+}
+
+std::optional<double> ScaleBitsPerElement(const ScalingSpec& s) {
+  if (s.block != BlockKind::kBlock) return std::nullopt;
+  const double block = static_cast<double>(s.block_rows * s.block_cols);
+  const double per_block = ScaleFormatBits(s.format) * (s.with_min() ? 2.0 : 1.0);
+  double bits = per_block / block;
+  if (s.two_level()) bits += static_cast<double>(s.sub_bits + s.min_bits) / static_cast<double>(s.sub_block);
+  return bits;
+}
 
 std::string ToString(const ElementSpec& e) {
   switch (e.family) {
@@ -443,7 +536,12 @@ std::string ToString(const ScalingSpec& s) {
                                 : std::to_string(s.block_rows) + "x" + std::to_string(s.block_cols);
       break;
   }
-  return block + ":" + ScaleKindName(s.kind) + ":" + ScaleFormatName(s.format);
+  std::string out = block + ":" + ScaleKindName(s.kind) + ":" + ScaleFormatName(s.format);
+  if (s.two_level()) {
+    out += "/" + std::to_string(s.sub_block) + (s.sub_high ? ":h" : ":u") + std::to_string(s.sub_bits);
+    if (s.min_bits) out += ":u" + std::to_string(s.min_bits);
+  }
+  return out;
 }
 
 std::string ToString(const FormatSpec& spec) {
@@ -489,6 +587,10 @@ const std::vector<SyntaxEntry>& ScalingSyntax() {
       {"kind absmax", "block max |x| maps to the format's range"},
       {"kind signmax", "block's largest-magnitude value maps exactly to the format's long side (signed scale)"},
       {"kind rms", "block root-mean-square maps to 1"},
+      {"kind opt", "each block's scale minimises its squared error for the codebook (candidates + least-squares refit)"},
+      {"kind optmin", "value = code x scale - min, with each block's scale and min fitted (affine, as ggml's Q4_K)"},
+      {"@<n>:opt[min]:<fmt>/<m>:u<b>[:u<b>]",
+       "two-level: one <fmt> scale (and min scale) per n, a b-bit multiplier of it per sub-block of m (and of the min)"},
       {"fmt bf16 | fp16 | fp32 | e8m0 | e4m3", "scale format (default bf16); e8m0 = power of two rounded up"},
   };
   return kRows;

@@ -17,7 +17,9 @@ TEST(Spec, CanonicalFormParsesBackToTheSameSpec) {
       "e2m1@channel:absmax:bf16+outliers(0.001,bf16)", "int4@64:absmax:bf16+search+outliers(0.01,fp32)",
       "crd4(normal)@64:absmax:bf16+entropy(ideal)", "grid(3.5)@tensor:absmax:bf16+entropy(rans)",
       "lloyd5@tensor:rms:bf16+entropy(huffman)", "e2m1@32:absmax:e8m0+rotate(hadamard)",
-      "int4@64:absmax:bf16+search+rotate(hadamard,42)+outliers(0.001,bf16)"};
+      "int4@64:absmax:bf16+search+rotate(hadamard,42)+outliers(0.001,bf16)",
+      "lloyd4@256:opt:fp16/32:u6", "int4@64:optmin:bf16", "lloyd2@256:optmin:fp16/16:u4:u4",
+      "nf4@128:opt:e4m3/16:h3", "crd4(normal)@channel:opt:bf16", "int8@256:opt:fp16/16:u7+rotate(hadamard)"};
   for (const char* text : specs) {
     auto spec = ParseSpec(text);
     ASSERT_TRUE(spec.ok()) << text << ": " << spec.status().message();
@@ -76,6 +78,10 @@ TEST(Spec, ErrorsPointAtTheOffendingCharacter) {
       {"nf4+search+search", "given twice", 12},
       {"nf4+rotate(dct)", "expected 'hadamard'", 12},
       {"nf4+rotate(hadamard,-1)", "the rotation seed must be >= 0", 21},
+      {"nf4@256:opt/0:u4", "sub-block size must be a positive integer", 13},
+      {"nf4@256:opt/16:x4", "expected ':u<bits>'", 15},
+      {"nf4@256:opt/16:u17", "sub-scale bits must be 1..16", 17},
+      {"nf4@256:optmin/16:u4:u0", "sub-block min bits must be 1..16", 23},
   };
   for (const auto& c : cases) {
     auto spec = ParseSpec(c.text);
@@ -95,10 +101,39 @@ TEST(Spec, ErrorsPointAtTheOffendingCharacter) {
 
 TEST(Spec, CombinationsThatCannotWorkAreRejected) {
   for (const char* text : {"bf16@64:absmax", "grid(3)@tensor:absmax", "lloyd4+search",
-                           "nf4@64:signmax:e8m0", "grid(3)+entropy(ideal)+search", "fp16+search"}) {
+                           "nf4@64:signmax:e8m0", "grid(3)+entropy(ideal)+search", "fp16+search",
+                           "nf4@64:absmax/16:u4", "nf4@64:opt/48:u4", "nf4@64:opt/64:u4", "nf4@64:optmin/16:u4",
+                           "nf4@64:opt/16:u4:u4", "nf4@tensor:opt", "nf4@2x64:opt", "nf4@64:opt+search",
+                           "grid(3)@64:opt+entropy(rans)", "nf4@64:opt+entropy(ideal)", "crd4(t)@64:opt",
+                           "e2m1(rz)@32:opt", "fixed4x", "fixed4@64:absmax"}) {
     auto spec = ParseSpec(text);
     EXPECT_FALSE(spec.ok()) << text;
   }
+}
+
+TEST(Spec, PresetsExpandToTheirFullSpec) {
+  ASSERT_GE(Presets().size(), 7u);
+  for (const Preset& p : Presets()) {
+    auto preset = ParseSpec(p.name);
+    auto full = ParseSpec(p.spec);
+    ASSERT_TRUE(preset.ok() && full.ok()) << p.name;
+    EXPECT_EQ(*preset, *full) << p.name;
+    EXPECT_EQ(ToString(*preset), p.spec) << "a preset's spec must be canonical";
+    // Modifiers may follow a preset name.
+    auto rotated = ParseSpec(std::string(p.name) + "+rotate(hadamard)");
+    ASSERT_TRUE(rotated.ok()) << p.name;
+    EXPECT_EQ(ToString(*rotated), std::string(p.spec) + "+rotate(hadamard)");
+  }
+  // fixed4.5 is not fixed4 followed by ".5".
+  EXPECT_NE(*ParseSpec("fixed4.5"), *ParseSpec("fixed4"));
+}
+
+TEST(Spec, ScaleBitsPerElementCountsEveryLevel) {
+  EXPECT_DOUBLE_EQ(*ScaleBitsPerElement(ParseSpec("nf4@64:absmax")->scaling.value()), 16.0 / 64);
+  EXPECT_DOUBLE_EQ(*ScaleBitsPerElement(ParseSpec("nf4@256:opt:fp16/32:u6")->scaling.value()), 16.0 / 256 + 6.0 / 32);
+  EXPECT_DOUBLE_EQ(*ScaleBitsPerElement(ParseSpec("nf4@256:optmin:fp16/16:u4:u4")->scaling.value()), 32.0 / 256 + 8.0 / 16);
+  EXPECT_DOUBLE_EQ(*ScaleBitsPerElement(ParseSpec("nf4@32:optmin:bf16")->scaling.value()), 32.0 / 32);
+  EXPECT_FALSE(ScaleBitsPerElement(ParseSpec("nf4@channel:opt")->scaling.value()).has_value());
 }
 
 }  // namespace

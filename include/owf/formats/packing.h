@@ -42,6 +42,10 @@ Result<std::vector<float>> DecodeScales(std::span<const uint8_t> bytes, ScaleFor
 // exactly the quantiser's arithmetic), then outliers written over. scales empty = unscaled.
 // Errors (InvalidData) on inconsistent sizes or codes past the codebook.
 struct BlockGeometry;
+// mins non-empty (optmin scaling, one per block): out[i] = fma(centroids[code], scale, -min), one
+// rounding, as the quantiser computes it.
+Status DequantiseInto(std::span<const float> centroids, const BlockGeometry& geometry, std::span<const float> scales,
+                      std::span<const float> mins, std::span<const uint16_t> codes, std::span<float> out);
 Status DequantiseInto(std::span<const float> centroids, const BlockGeometry& geometry, std::span<const float> scales,
                       std::span<const uint16_t> codes, std::span<const int64_t> outlier_indices,
                       std::span<const float> outlier_values, std::span<float> out);

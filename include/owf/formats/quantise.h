@@ -46,6 +46,12 @@ struct QuantisedTensor {
   ElementFormat element;   // the element format used (including any format scale)
   BlockGeometry geometry;  // rows x cols covered by one block (whole tensor if unscaled)
   std::vector<float> scales;      // one per block, row-major over blocks; empty if unscaled
+  // opt/optmin scaling (docs/container.md): value = centroid * scale (- min). With two-level
+  // scales, `geometry` is that of the sub-blocks, scales[j] = super_scales[its super-block] *
+  // sub_scales[j] (fp32) and mins[j] = super_mins[...] * sub_mins[j].
+  std::vector<float> mins;                      // optmin: one per block
+  std::vector<float> super_scales, super_mins;  // two-level: per super-block (row-major)
+  std::vector<uint16_t> sub_scales, sub_mins;   // two-level: per block, the integer multipliers
   LargeVector<uint16_t> codes;    // index into element.centroids() per element; empty for casts
   std::optional<uint64_t> rotation_seed;  // codes/scales are of the Hadamard-rotated tensor
   std::vector<int64_t> outlier_indices;  // flat indices, ascending

@@ -3,11 +3,14 @@
 //   spec     = element [ "@" scaling ] *( "+" modifier )
 //   element  = int<b>[(sym)] | e<E>m<M>[(rn|rz|ri)] | nf4 | sf4 | lut(v,...)
 //            | crd<b>(dist[,df=][,mode=][,power=]) | lloyd<b> | grid(<b>) | bf16 | fp16 | fp32
-//   scaling  = (tensor | channel | <n> | <r>x<c>) ":" (absmax | signmax | rms) [":" scalefmt]
+//   scaling  = (tensor | channel | <n> | <r>x<c>) ":" (absmax | signmax | rms | opt | optmin)
+//              [":" scalefmt] ["/" <m> (":u" | ":h") <b> [":u" <b>]]  (two-level: sub-blocks of m)
 //   modifier = search | rotate(hadamard[,<seed>]) | outliers(<fraction>[,bf16|fp16|fp32])
 //            | entropy(ideal|huffman|rans)
 //
 // Every FormatSpec has one canonical printed form (ToString) that parses back to an equal spec.
+// Preset names (fixed2 ... fixed8, see Presets()) parse as the full spec they stand for; a preset
+// may be followed by modifiers ("fixed4+rotate(hadamard)").
 #pragma once
 
 #include <compare>
@@ -55,7 +58,9 @@ struct ElementSpec {
 };
 
 enum class BlockKind { kTensor, kChannel, kBlock };  // kBlock: block_rows x block_cols
-enum class ScaleKind { kAbsmax, kSignmax, kRms };
+// kOpt: each block's scale minimises the block's squared error for the codebook (search plus
+// least-squares refit). kOptMin: value = code * scale - min, scale and min both fitted (affine).
+enum class ScaleKind { kAbsmax, kSignmax, kRms, kOpt, kOptMin };
 enum class ScaleFormat { kBf16, kFp16, kFp32, kE8m0, kE4m3 };
 
 struct ScalingSpec {
@@ -64,9 +69,25 @@ struct ScalingSpec {
   int64_t block_cols = 0;
   ScaleKind kind = ScaleKind::kAbsmax;
   ScaleFormat format = ScaleFormat::kBf16;
+  // Two-level scales ("@256:opt:fp16/32:u6"): the block above is a super-block with one scale
+  // (and, for optmin, one min scale) in `format`; each 1 x sub_block sub-block stores a
+  // sub_bits-bit unsigned integer q and its scale is the super-block's times q ("u<b>") or times
+  // q + 2^b ("h<b>": the top half of a (b+1)-bit grid, for sub-scales within 2x of the largest),
+  // and a min_bits-bit multiplier of the min scale (optmin, "u<b>"). sub_block == 0: single level.
+  int64_t sub_block = 0;
+  int sub_bits = 0;
+  bool sub_high = false;
+  int min_bits = 0;
 
+  bool two_level() const { return sub_block > 0; }
+  bool optimised() const { return kind == ScaleKind::kOpt || kind == ScaleKind::kOptMin; }
+  bool with_min() const { return kind == ScaleKind::kOptMin; }
   bool operator==(const ScalingSpec&) const = default;
 };
+
+// Scale bits per element of a 1 x n (or r x c) blocked scaling when the tensor's rows are a
+// multiple of the (super-)block: scales, sub-scales and minima. nullopt for tensor / channel.
+std::optional<double> ScaleBitsPerElement(const ScalingSpec& scaling);
 
 struct OutlierSpec {
   double fraction = 0;                       // of all elements, kept at higher precision
@@ -115,5 +136,15 @@ struct SyntaxEntry {
 const std::vector<SyntaxEntry>& ElementSyntax();
 const std::vector<SyntaxEntry>& ScalingSyntax();
 const std::vector<SyntaxEntry>& ModifierSyntax();
+
+// Named fixed-length presets: every block decodes on its own (fixed-width codes, per-block
+// scales). `spec` is the full canonical spec the name stands for; `compare` names the ggml type of
+// the same all-in bits per weight that it is meant to beat.
+struct Preset {
+  const char* name;
+  const char* spec;
+  const char* compare;
+};
+const std::vector<Preset>& Presets();
 
 }  // namespace owf
