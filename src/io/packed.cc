@@ -19,6 +19,102 @@ T Get(const nlohmann::json& j, const char* key) {
   return j.at(key).get<T>();
 }
 
+// opt/optmin scaling (docs/container.md): per-block scales (and mins) in the scale format, or
+// two-level: per-super-block scales (and min scales) plus bit-packed sub-block multipliers.
+Status AddOptScales(SafetensorsWriter& w, const std::string& name, const QuantisedTensor& q, nlohmann::json& d) {
+  const ScalingSpec& s = *q.spec.scaling;
+  const ScaleFormat f = s.format;
+  const BlockGeometry& g = q.geometry;
+  d["scaling"] = ScaleKindName(s.kind);
+  d["block"] = {g.block_rows, g.block_cols};
+  d["scale_format"] = ScaleFormatName(f);
+  auto add_scales = [&](const std::string& key, const std::vector<float>& v, int64_t across) -> Status {
+    OWF_RETURN_IF_ERROR(w.Add(name + "." + key, ScaleDtype(f), {g.rows, across}, EncodeScales(v, f)));
+    d[key] = name + "." + key;
+    return Status::Ok();
+  };
+  auto add_multipliers = [&](const std::string& key, const std::vector<uint16_t>& v, int bits) -> Status {
+    const LargeVector<uint8_t> packed = PackCodes(v, ChoosePacking(int64_t{1} << bits));
+    OWF_RETURN_IF_ERROR(w.Add(name + "." + key, "U8", {static_cast<int64_t>(packed.size())}, packed));
+    d[key] = name + "." + key;
+    return Status::Ok();
+  };
+  if (!s.two_level()) {
+    OWF_RETURN_IF_ERROR(add_scales("scales", q.scales, g.blocks_across()));
+    if (s.with_min()) OWF_RETURN_IF_ERROR(add_scales("mins", q.mins, g.blocks_across()));
+    return Status::Ok();
+  }
+  const int64_t supers = (g.cols + s.block_cols - 1) / s.block_cols;
+  d["super_block"] = s.block_cols;
+  d["sub_bits"] = s.sub_bits;
+  if (s.sub_high) d["sub_offset"] = int64_t{1} << s.sub_bits;
+  OWF_RETURN_IF_ERROR(add_scales("super_scales", q.super_scales, supers));
+  OWF_RETURN_IF_ERROR(add_multipliers("sub_scales", q.sub_scales, s.sub_bits));
+  if (s.with_min()) {
+    d["min_bits"] = s.min_bits;
+    OWF_RETURN_IF_ERROR(add_scales("super_mins", q.super_mins, supers));
+    OWF_RETURN_IF_ERROR(add_multipliers("sub_mins", q.sub_mins, s.min_bits));
+  }
+  return Status::Ok();
+}
+
+// The per-block scales (and mins) of an opt/optmin tensor; g gets the block size.
+Status ReadOptScales(const ModelReader& packed, const nlohmann::json& d, PackedCodes* out) {
+  BlockGeometry* g = &out->geometry;
+  const std::string kind = Get<std::string>(d, "scaling");
+  if (kind != "opt" && kind != "optmin") return InvalidData("unknown scaling '" + kind + "'");
+  const bool with_min = kind == "optmin";
+  const auto block = Get<std::vector<int64_t>>(d, "block");
+  if (block.size() != 2 || block[0] != 1 || block[1] < 1 || block[1] > (int64_t{1} << 24))
+    return InvalidData("opt scaling needs blocks of 1 x n, n <= 2^24");
+  g->block_rows = 1;
+  g->block_cols = block[1];
+  const auto fmt = ScaleFormatFromName(Get<std::string>(d, "scale_format"));
+  if (!fmt) return InvalidData("unknown scale format");
+  out->scale_format = fmt;
+  auto part = [&](const char* key) -> Result<std::span<const uint8_t>> {
+    if (!d.contains(key) || !d.at(key).is_string()) return InvalidData(std::string("missing part '") + key + "'");
+    const TensorInfo* t = packed.Find(d.at(key).get<std::string>());
+    if (!t) return InvalidData("part '" + d.at(key).get<std::string>() + "' is not in the file");
+    return packed.RawBytes(*t);
+  };
+  const int64_t blocks = g->num_blocks();
+  if (!d.contains("super_block")) {
+    OWF_ASSIGN_OR_RETURN(auto sb, part("scales"));
+    OWF_ASSIGN_OR_RETURN(out->scales, DecodeScales(sb, *fmt, blocks));
+    if (with_min) {
+      OWF_ASSIGN_OR_RETURN(auto mb, part("mins"));
+      OWF_ASSIGN_OR_RETURN(out->mins, DecodeScales(mb, *fmt, blocks));
+    }
+    return Status::Ok();
+  }
+  const int64_t super = Get<int64_t>(d, "super_block");
+  if (super < g->block_cols || super > (int64_t{1} << 24) || super % g->block_cols != 0)
+    return InvalidData("super_block must be a multiple of the block size, up to 2^24");
+  const int64_t per_super = super / g->block_cols;
+  const int64_t supers_across = (g->cols + super - 1) / super, across = g->blocks_across();
+  // One multiplied-out value per block: base[row, super-block] * multiplier[block], in fp32.
+  auto expand = [&](const char* base_key, const char* sub_key, int bits, int64_t offset, std::vector<float>* v) -> Status {
+    if (bits < 1 || bits > 16) return InvalidData(std::string(sub_key) + " bits must be 1..16");
+    if (offset != 0 && offset != (int64_t{1} << bits)) return InvalidData("sub_offset must be 0 or 2^sub_bits");
+    OWF_ASSIGN_OR_RETURN(auto bb, part(base_key));
+    OWF_ASSIGN_OR_RETURN(std::vector<float> base, DecodeScales(bb, *fmt, g->rows * supers_across));
+    OWF_ASSIGN_OR_RETURN(auto mb, part(sub_key));
+    OWF_ASSIGN_OR_RETURN(LargeVector<uint16_t> q, UnpackCodes(mb, blocks, ChoosePacking(int64_t{1} << bits)));
+    v->resize(static_cast<size_t>(blocks));
+    for (int64_t r = 0; r < g->rows; ++r)
+      for (int64_t j = 0; j < across; ++j) {
+        const size_t b = static_cast<size_t>(r * across + j);
+        (*v)[b] = base[static_cast<size_t>(r * supers_across + j / per_super)] * static_cast<float>(q[b] + offset);
+      }
+    return Status::Ok();
+  };
+  const int64_t offset = d.contains("sub_offset") ? Get<int64_t>(d, "sub_offset") : 0;
+  OWF_RETURN_IF_ERROR(expand("super_scales", "sub_scales", Get<int>(d, "sub_bits"), offset, &out->scales));
+  if (with_min) OWF_RETURN_IF_ERROR(expand("super_mins", "sub_mins", Get<int>(d, "min_bits"), 0, &out->mins));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<LargeVector<uint8_t>> EncodeAs(const Tensor& t, const std::string& dtype) {
@@ -45,7 +141,18 @@ int64_t PackedPayloadBytes(const QuantisedTensor& q) {
   int64_t bytes = !q.entropy_stream.empty()
                       ? static_cast<int64_t>(q.entropy_stream.size())
                       : ChoosePacking(static_cast<int64_t>(q.element.centroids().size())).PackedBytes(n);
-  if (q.spec.scaling) bytes += static_cast<int64_t>(q.scales.size()) * ScaleFormatBits(q.spec.scaling->format) / 8;
+  if (q.spec.scaling) {
+    const ScalingSpec& s = *q.spec.scaling;
+    const int64_t width = ScaleFormatBits(s.format) / 8, per = s.with_min() ? 2 : 1;
+    if (s.two_level()) {
+      const int64_t blocks = static_cast<int64_t>(q.scales.size());
+      bytes += static_cast<int64_t>(q.super_scales.size()) * width * per;
+      bytes += ChoosePacking(int64_t{1} << s.sub_bits).PackedBytes(blocks);
+      if (s.with_min()) bytes += ChoosePacking(int64_t{1} << s.min_bits).PackedBytes(blocks);
+    } else {
+      bytes += static_cast<int64_t>(q.scales.size()) * width * per;
+    }
+  }
   const int64_t k = static_cast<int64_t>(q.outlier_indices.size());
   if (k) bytes += k * ((n >= (int64_t{1} << 32) ? 8 : 4) + (q.spec.outliers->format == ElementFamily::kFp32 ? 4 : 2));
   return bytes;
@@ -86,7 +193,9 @@ Result<nlohmann::json> AddPackedTensor(SafetensorsWriter& w, const std::string& 
     OWF_RETURN_IF_ERROR(w.Add(name + ".codes", "U8", {static_cast<int64_t>(packed.size())}, packed));
   }
   d["codes"] = name + ".codes";
-  if (q.spec.scaling) {
+  if (q.spec.scaling && q.spec.scaling->optimised()) {
+    OWF_RETURN_IF_ERROR(AddOptScales(w, name, q, d));
+  } else if (q.spec.scaling) {
     const ScaleFormat f = q.spec.scaling->format;
     d["block"] = {q.geometry.block_rows, q.geometry.block_cols};
     d["scale_format"] = ScaleFormatName(f);
@@ -172,7 +281,9 @@ Result<PackedCodes> ReadPackedCodes(const ModelReader& packed, const std::string
     } else {
       OWF_ASSIGN_OR_RETURN(out.codes, UnpackCodes(packed.RawBytes(*codes_info), n, p));
     }
-    if (d.contains("scales")) {
+    if (d.contains("scaling")) {
+      OWF_RETURN_IF_ERROR(ReadOptScales(packed, d, &out).WithContext("packed tensor '" + name + "'"));
+    } else if (d.contains("scales")) {
       const auto block = Get<std::vector<int64_t>>(d, "block");
       if (block.size() != 2 || block[0] < 1 || block[1] < 1 || block[0] > kMaxDim || block[1] > kMaxDim)
         return fail("bad block");
@@ -243,7 +354,7 @@ Result<Tensor> ReadPackedTensor(const ModelReader& packed, const std::string& na
   Tensor out;
   out.shape = p.shape;
   out.data.resize(p.codes.size());
-  OWF_RETURN_IF_ERROR(DequantiseInto(p.codebook, p.geometry, p.scales, p.codes, {}, {}, out.data)
+  OWF_RETURN_IF_ERROR(DequantiseInto(p.codebook, p.geometry, p.scales, p.mins, p.codes, out.data)
                           .WithContext("packed tensor '" + name + "'"));
   if (p.rotation_seed) {
     out.shape = {p.geometry.rows, p.geometry.cols};

@@ -146,6 +146,24 @@ TEST_F(Driver, Stories260KRoundTrips) {
   EXPECT_EQ(ReadAll(Path("q2.owf.safetensors")), ReadAll(Path("q.owf.safetensors")));
 }
 
+// The fixed-length presets (opt / optmin scaling, two-level scales, fitted codebooks, mixed-radix
+// codes) are stored for real: dequantise == --emit fake bit for bit, payload == reported bits.
+TEST_F(Driver, FixedPresetsRoundTripThroughTheContainer) {
+  if (!fs::exists(kStories)) GTEST_SKIP() << "model not found: " << kStories;
+  for (const char* spec : {"fixed2", "fixed4", "fixed4.5", "lloyd3@64:optmin:bf16", "int4@32:opt:fp16"}) {
+    SCOPED_TRACE(spec);
+    auto packed = RunModel(kStories, spec, Path("q.owf.safetensors"), Emit::kPacked, 2);
+    ASSERT_TRUE(packed.ok()) << packed.status().message();
+    EXPECT_NEAR(packed->payload_bytes * 8.0, packed->bits, 0.01 * packed->bits);
+    auto fake = RunModel(kStories, spec, Path("fake.gguf"), Emit::kFake, 1);
+    ASSERT_TRUE(fake.ok()) << fake.status().message();
+    ASSERT_TRUE(DequantiseModel(Path("q.owf.safetensors"), Path("deq.gguf")).ok());
+    EXPECT_EQ(ReadAll(Path("deq.gguf")), ReadAll(Path("fake.gguf")));
+    ASSERT_TRUE(RunModel(kStories, spec, Path("q1.owf.safetensors"), Emit::kPacked, 1).ok());
+    EXPECT_EQ(ReadAll(Path("q1.owf.safetensors")), ReadAll(Path("q.owf.safetensors")));
+  }
+}
+
 TEST_F(Driver, ShardedSafetensorsDirectoryRoundTrips) {
   const std::string model = MakeShardedModel();
   QuantiseModelOptions o;

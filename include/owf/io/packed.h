@@ -31,14 +31,16 @@ Result<nlohmann::json> AddPackedTensor(SafetensorsWriter& writer, const std::str
 int64_t PackedPayloadBytes(const QuantisedTensor& q);
 
 // The stored pieces of a quantised ("codes") tensor, decoded but not dequantised: for runtimes
-// that compute with codes directly (owf/cuda). value_i = codebook[codes_i] * scale of i's block,
-// then the rotation (if any) is undone per row, then outliers are written over.
+// that compute with codes directly (owf/cuda). value_i = codebook[codes_i] * scale of i's block
+// (optmin scaling: fma(codebook[codes_i], scale, -min), one rounding), then the rotation (if
+// any) is undone per row, then outliers are written over.
 struct PackedCodes {
   std::vector<int64_t> shape;
   std::vector<float> codebook;
   BlockGeometry geometry;                  // whole tensor as one block when unscaled
   std::optional<ScaleFormat> scale_format;  // absent: unscaled (scales empty)
-  std::vector<float> scales;               // decoded, one per block
+  std::vector<float> scales;               // decoded, one per block (two-level: multiplied out)
+  std::vector<float> mins;                 // optmin scaling: one per block; empty otherwise
   LargeVector<uint16_t> codes;             // entropy-coded streams are decoded
   std::optional<uint64_t> rotation_seed;
   std::vector<int64_t> outlier_indices;    // validated: inside the tensor
