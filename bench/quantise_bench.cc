@@ -77,7 +77,23 @@ void BM_Scalar(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * x.numel());
 }
 
+// The fixed-length presets (README "Fixed-length presets"): per-block optimal scales, two-level
+// scales and a codebook fitted with them, on the same tensor; compare with BM_Owf's absmax rows.
+//   build/bench/owf_bench --benchmark_filter=Preset --benchmark_counters_tabular=true
+void BM_Preset(benchmark::State& state) {
+  const Preset& preset = Presets()[static_cast<size_t>(state.range(0))];
+  const FormatSpec spec = *ParseSpec(preset.name);
+  const Tensor& x = Input();
+  for (auto _ : state) {
+    auto q = QuantiseTensor(spec, x, QuantiseOptions{static_cast<int>(state.range(1)), nullptr});
+    benchmark::DoNotOptimize(q->values.data.data());
+  }
+  state.SetLabel(std::string(preset.name) + " threads=" + std::to_string(state.range(1)));
+  state.SetItemsProcessed(state.iterations() * x.numel());
+}
+
 BENCHMARK(BM_Owf)->ArgsProduct({{0, 1, 2, 3}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Preset)->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Scalar)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Scalar)->Arg(3)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 

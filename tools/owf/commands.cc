@@ -21,10 +21,7 @@ void Print(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 // 1 x n / r x c blocks; per-tensor and per-channel scales depend on the shape).
 double NominalBits(const FormatSpec& spec, const ElementFormat& element) {
   double bits = spec.element.family == ElementFamily::kGrid ? spec.element.bits : element.bits();
-  if (spec.scaling && spec.scaling->block == BlockKind::kBlock) {
-    bits += static_cast<double>(ScaleFormatBits(spec.scaling->format)) /
-            static_cast<double>(spec.scaling->block_rows * spec.scaling->block_cols);
-  }
+  if (spec.scaling) bits += ScaleBitsPerElement(*spec.scaling).value_or(0.0);
   if (spec.outliers) bits += spec.outliers->fraction * ((spec.outliers->format == ElementFamily::kFp32 ? 32 : 16) + 32);
   return bits;
 }
@@ -38,6 +35,7 @@ int RunFormats(bool json) {
     nlohmann::json j;
     for (const auto& [name, rows] : groups)
       for (const auto& r : *rows) j[name].push_back({{"syntax", r.syntax}, {"description", r.description}});
+    for (const Preset& p : Presets()) j["presets"].push_back({{"name", p.name}, {"spec", p.spec}, {"compare", p.compare}});
     Print(j);
     return 0;
   }
@@ -47,6 +45,9 @@ int RunFormats(bool json) {
     for (const auto& r : *rows) t.AddRow({r.syntax, r.description});
     std::printf("%s\n", t.Render().c_str());
   }
+  Table presets({"preset", "full spec", "beats, at the same bits"});
+  for (const Preset& p : Presets()) presets.AddRow({p.name, p.spec, p.compare});
+  std::printf("%s\n", presets.Render().c_str());
   std::printf("examples: crd4(t,df=7)@64:absmax:bf16  crd4(t)@64:absmax+search  nf4@64:absmax\n"
               "          e2m1@32:absmax:e8m0  grid(3.5)@tensor:absmax+entropy(ideal)\n");
   return 0;
@@ -56,9 +57,13 @@ int RunFormat(const std::string& text, bool json) {
   auto spec = ParseSpec(text);
   if (!spec.ok()) return Fail(spec.status());
   auto element = DesignElement(*spec);
+  const bool fitted = !element.ok() && spec->element.family == ElementFamily::kLloyd;
+  if (fitted) {  // fitted to each tensor: no values to show, but the spec and its bits are known
+    element = ElementFormat::Lut({-1.0f, 1.0f}, std::log2(std::round(std::exp2(spec->element.bits))));
+  }
   if (!element.ok()) return Fail(element.status());
   const double bits = NominalBits(*spec, *element);
-  const std::vector<float>& values = element->centroids();
+  const std::vector<float> values = fitted ? std::vector<float>{} : element->centroids();
   if (json) {
     nlohmann::json j{{"spec", ToString(*spec)}, {"bits_per_element", bits},
                      {"element_bits", element->bits()}, {"values", values}};
@@ -72,6 +77,11 @@ int RunFormat(const std::string& text, bool json) {
     std::printf("  (+ %d bits per %s scale)", ScaleFormatBits(spec->scaling->format),
                 spec->scaling->block == BlockKind::kTensor ? "tensor" : "row");
   std::printf("\n");
+  if (fitted) {
+    std::printf("values            fitted to each tensor (%lld levels)\n",
+                static_cast<long long>(std::llround(std::exp2(spec->element.bits))));
+    return 0;
+  }
   if (values.empty()) {
     std::printf("values            (plain %s cast)\n", ToString(spec->element).c_str());
     return 0;
