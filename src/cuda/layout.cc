@@ -1,6 +1,7 @@
 #include "owf/cuda/layout.h"
 
 #include <algorithm>
+#include <bit>
 #include <string>
 
 #include "owf/formats/packing.h"
@@ -88,6 +89,7 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
     return InvalidArgument(std::to_string(v.codes.size()) + " codes for a " + std::to_string(g.rows) + "x" +
                            std::to_string(g.cols) + " matrix");
   if (v.rotation_seed) return Unsupported("the GPU kernels do not undo Hadamard rotations");
+  if (!v.mins.empty()) return Unsupported("the GPU kernels do not apply per-block minima (optmin scaling)");
   if (v.outlier_indices.size() != v.outlier_values.size())
     return InvalidArgument("outlier indices and values differ in count");
   if (v.outlier_indices.size() > (size_t{1} << 30)) return Unsupported("more than 2^30 outliers");
@@ -104,11 +106,20 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
     if (static_cast<int64_t>(v.scales.size()) != g.num_blocks())
       return InvalidArgument(std::to_string(v.scales.size()) + " scales for " + std::to_string(g.num_blocks()) +
                              " blocks");
-    m.scale_type = ToGpuScale(*v.scale_format);
+    // Scales derived from two levels (super-block scale x sub-block multiplier) are generally
+    // not representable in the super-block's format: those are stored as fp32.
+    ScaleFormat format = *v.scale_format;
+    m.scales = EncodeScales(v.scales, format);
+    auto back = DecodeScales(m.scales, format, static_cast<int64_t>(v.scales.size()));
+    if (!back.ok() || !std::equal(back->begin(), back->end(), v.scales.begin(), v.scales.end(),
+                                  [](float a, float b) { return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b); })) {
+      format = ScaleFormat::kFp32;
+      m.scales = EncodeScales(v.scales, format);
+    }
+    m.scale_type = ToGpuScale(format);
     m.block_rows = g.block_rows;
     m.block_cols = g.block_cols;
     m.blocks_across = g.blocks_across();
-    m.scales = EncodeScales(v.scales, *v.scale_format);
   } else {
     m.block_rows = g.rows;
     m.block_cols = g.cols;

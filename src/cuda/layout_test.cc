@@ -73,6 +73,24 @@ TEST(GpuLayout, FourBitLaneWordsFollowTheMmaFragment) {
   }
 }
 
+// Scales that the stated format cannot hold exactly (two-level scales multiplied out) are kept
+// exactly, as fp32.
+TEST(GpuLayout, InexactScalesAreStoredAsFp32) {
+  auto q = Quantise({"crd4(normal)@64:absmax:bf16", 16, 128});
+  ASSERT_TRUE(q.ok());
+  std::vector<float> scales = q->scales;
+  scales[1] = scales[1] * 1.00001f;  // no longer a bf16 value
+  QuantisedMatrixView v = ViewOf(*q);
+  v.scales = scales;
+  auto m = TileForGpu(v);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->scale_type, GpuScale::kFp32);
+  EXPECT_EQ(std::bit_cast<uint32_t>(TiledScale(*m, 0, 64)), std::bit_cast<uint32_t>(scales[1]));
+  auto exact = TileForGpu(ViewOf(*q));
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->scale_type, GpuScale::kBf16);
+}
+
 TEST(GpuLayout, RejectsWhatTheKernelsCannotRun) {
   auto q = Quantise({"crd4(normal)@64:absmax", 16, 64});
   ASSERT_TRUE(q.ok());
@@ -82,6 +100,10 @@ TEST(GpuLayout, RejectsWhatTheKernelsCannotRun) {
   EXPECT_EQ(TileForGpu(v).status().code(), StatusCode::kUnsupported);
   v = ViewOf(*q);
   v.rotation_seed = 3;
+  EXPECT_EQ(TileForGpu(v).status().code(), StatusCode::kUnsupported);
+  v = ViewOf(*q);
+  std::vector<float> mins(q->scales.size(), 0.0f);
+  v.mins = mins;
   EXPECT_EQ(TileForGpu(v).status().code(), StatusCode::kUnsupported);
   v = ViewOf(*q);
   v.codes = v.codes.subspan(1);

@@ -40,7 +40,9 @@ class DeviceMatrix {
   // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
   // device memory (ldx >= cols), y fp32 in device memory (ldy >= rows). Tensor cores
   // (bf16 mma) with each weight split into two bf16 terms (16 significant bits) and fp32
-  // accumulation; outliers are added exactly as sparse corrections.
+  // accumulation; outliers are added exactly as sparse corrections. Deterministic: the same
+  // inputs give the same bits. Calls on one DeviceMatrix must not run concurrently (streams):
+  // they share a split-K workspace.
   Status Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream = nullptr) const;
 
  private:

@@ -35,7 +35,9 @@ struct QuantisedMatrixView {
   std::span<const float> codebook;           // K <= 64 entries
   BlockGeometry geometry;                    // rows, cols and the scaling block
   std::optional<ScaleFormat> scale_format;   // absent: unscaled
-  std::span<const float> scales;             // one per block (decoded)
+  std::span<const float> scales;             // one per block (decoded); stored in scale_format
+                                             // when exact there (else fp32: two-level scales)
+  std::span<const float> mins;               // optmin scaling: Unsupported for now
   std::span<const uint16_t> codes;           // rows * cols, row-major
   std::span<const int64_t> outlier_indices;  // flat, ascending
   std::span<const float> outlier_values;
@@ -64,8 +66,9 @@ struct TiledMatrix {
   int64_t weight_bytes() const;
 };
 
-// Errors: Unsupported for codebooks over 64 entries or rotated tensors (the kernels do not undo
-// rotations); InvalidArgument for inconsistent sizes or codes past the codebook.
+// Errors: Unsupported for codebooks over 64 entries, rotated tensors (the kernels do not undo
+// rotations) and per-block minima (optmin); InvalidArgument for inconsistent sizes or codes past
+// the codebook.
 Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& m);
 
 // CPU reference of the GPU arithmetic, reading only the tiled layout: the dequantised value at

@@ -1,0 +1,90 @@
+// Dequantisation to bf16: one warp per 16x64 tile, each lane writing the 32 elements whose codes
+// it holds as bf16(codebook[code] * scale) -- the CPU's fp32 product, rounded to nearest even --
+// then outliers written over by a second kernel. Adjacent columns go out as one 32-bit store.
+#include "device_common.cuh"
+
+namespace owf::cuda::detail {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+
+template <int BITS>
+__global__ void __launch_bounds__(kThreads) DequantiseKernel(MatrixArgs a, uint16_t* __restrict__ out, int64_t ld,
+                                                             bool paired) {
+  __shared__ float book[kMaxCodebook];
+  for (int i = threadIdx.x; i < kMaxCodebook; i += blockDim.x) book[i] = i < a.codebook_size ? a.codebook[i] : 0.0f;
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t tile = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  if (tile >= a.row_tiles * a.col_tiles) return;
+  const int64_t ti = tile / a.col_tiles, tj = tile % a.col_tiles;
+  uint32_t w[BITS];
+  LoadLaneWords<BITS>(a.codes + (tile * 32 + lane) * BITS, w);
+  const int64_t rows[2] = {ti * kTileRows + g, ti * kTileRows + g + 8};
+  const bool scaled = a.scale_type != static_cast<int>(GpuScale::kNone);
+  int64_t base[2] = {0, 0};
+  if (scaled)
+    for (int h = 0; h < 2; ++h) base[h] = RowBase(a, min(rows[h], a.rows - 1));
+#pragma unroll
+  for (int p = 0; p < 16; ++p) {  // pairs of adjacent columns: codes 2p, 2p + 1
+    const int s = p >> 2, e = 2 * (p & 3);
+    const int h = (e >> 1) & 1;
+    const int64_t row = rows[h];
+    const int64_t col = tj * kTileCols + 16 * s + 2 * t + 8 * (e >> 2);
+    if (row >= a.rows || col >= a.cols) continue;
+    float v0 = book[FieldAt<BITS, BITS>(w, 2 * p)], v1 = book[FieldAt<BITS, BITS>(w, 2 * p + 1)];
+    if (scaled) {
+      v0 = __fmul_rn(v0, ScaleAt(a, base[h], col));
+      v1 = __fmul_rn(v1, ScaleAt(a, base[h], col + 1));
+    }
+    const uint16_t b0 = __bfloat16_as_ushort(__float2bfloat16_rn(v0));
+    const uint16_t b1 = __bfloat16_as_ushort(__float2bfloat16_rn(v1));
+    uint16_t* dst = out + row * ld + col;
+    if (paired && col + 1 < a.cols) {
+      *reinterpret_cast<uint32_t*>(dst) = static_cast<uint32_t>(b0) | static_cast<uint32_t>(b1) << 16;
+    } else {
+      dst[0] = b0;
+      if (col + 1 < a.cols) dst[1] = b1;
+    }
+  }
+}
+
+__global__ void WriteOutliersKernel(MatrixArgs a, uint16_t* __restrict__ out, int64_t ld) {
+  const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (o >= a.outliers) return;
+  const int64_t flat = a.outlier_index[o];
+  out[(flat / a.cols) * ld + flat % a.cols] = __bfloat16_as_ushort(__float2bfloat16_rn(a.outlier_value[o]));
+}
+
+template <int BITS>
+void Launch(const MatrixArgs& a, uint16_t* out, int64_t ld, bool paired, cudaStream_t stream) {
+  const int64_t tiles = a.row_tiles * a.col_tiles;
+  DequantiseKernel<BITS><<<static_cast<unsigned>((tiles + kWarps - 1) / kWarps), kThreads, 0, stream>>>(a, out, ld,
+                                                                                                        paired);
+}
+
+}  // namespace
+
+Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream) {
+  // 32-bit stores need every row start 4-byte aligned (columns of a pair start even).
+  const bool paired = ld % 2 == 0 && reinterpret_cast<uintptr_t>(out) % 4 == 0;
+  switch (a.code_bits) {
+    case 1: Launch<1>(a, out, ld, paired, stream); break;
+    case 2: Launch<2>(a, out, ld, paired, stream); break;
+    case 3: Launch<3>(a, out, ld, paired, stream); break;
+    case 4: Launch<4>(a, out, ld, paired, stream); break;
+    case 5: Launch<5>(a, out, ld, paired, stream); break;
+    case 6: Launch<6>(a, out, ld, paired, stream); break;
+    default: return InvalidArgument("code widths are 1 to 6 bits");
+  }
+  OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  if (a.outliers) {
+    WriteOutliersKernel<<<static_cast<unsigned>((a.outliers + 255) / 256), 256, 0, stream>>>(a, out, ld);
+    OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  return Status::Ok();
+}
+
+}  // namespace owf::cuda::detail

@@ -1,0 +1,150 @@
+// Device-side pieces shared by owf's CUDA kernels: the matrix arguments, scale decoding, code
+// extraction from a lane's words, and the bf16 tensor-core mma.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "owf/core/status.h"
+#include "owf/cuda/layout.h"
+
+namespace owf::cuda::detail {
+
+inline Status CudaError(const char* what, cudaError_t e) {
+  return Internal(std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
+
+#define OWF_CUDA_RETURN_IF_ERROR(call)                                                        \
+  do {                                                                                        \
+    const cudaError_t owf_cuda_e = (call);                                                    \
+    if (owf_cuda_e != cudaSuccess) return ::owf::cuda::detail::CudaError(#call, owf_cuda_e); \
+  } while (0)
+
+// Everything a kernel needs to read a TiledMatrix in device memory.
+struct MatrixArgs {
+  const uint32_t* codes;
+  const float* codebook;
+  int codebook_size;
+  int code_bits;
+  const uint8_t* scales;
+  int scale_type;  // GpuScale
+  int64_t block_rows, block_cols, blocks_across;
+  int block_cols_shift;  // log2(block_cols) when it is a power of two, else -1
+  int64_t rows, cols, col_tiles, row_tiles;
+  const int32_t* outlier_row_start;  // null without outliers
+  const int32_t* outlier_col;
+  const float* outlier_delta;
+  const int64_t* outlier_index;
+  const float* outlier_value;
+  int64_t outliers;
+};
+
+// A stored scale's bits (0 when unscaled), so that loads can be issued early.
+__device__ __forceinline__ uint32_t RawScale(const uint8_t* __restrict__ s, int type, int64_t b) {
+  switch (type) {
+    case static_cast<int>(GpuScale::kBf16):
+    case static_cast<int>(GpuScale::kFp16):
+      return __ldg(reinterpret_cast<const uint16_t*>(s) + b);
+    case static_cast<int>(GpuScale::kFp32):
+      return __ldg(reinterpret_cast<const uint32_t*>(s) + b);
+    case static_cast<int>(GpuScale::kE8m0):
+    case static_cast<int>(GpuScale::kE4m3):
+      return __ldg(s + b);
+    default:
+      return 0;
+  }
+}
+
+// The value of a stored scale, exactly as DecodeScales gives it on the CPU (1 when unscaled).
+__device__ __forceinline__ float DecodeRawScale(uint32_t raw, int type) {
+  switch (type) {
+    case static_cast<int>(GpuScale::kBf16):
+      return __uint_as_float(raw << 16);
+    case static_cast<int>(GpuScale::kFp16):
+      return __half2float(__ushort_as_half(static_cast<unsigned short>(raw)));
+    case static_cast<int>(GpuScale::kFp32):
+      return __uint_as_float(raw);
+    case static_cast<int>(GpuScale::kE8m0):
+      return raw == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(raw << 23);  // 2^(e - 127)
+    case static_cast<int>(GpuScale::kE4m3): {
+      const uint32_t e = (raw >> 3) & 15u, m = raw & 7u;
+      // e = 0: m/8 * 2^-7 = m * 2^-10; else (1 + m/8) * 2^(e-8) = (8 + m) * 2^(e-11): exact.
+      const float v = e == 0 ? static_cast<float>(m) * __uint_as_float(117u << 23)
+                             : static_cast<float>(8u + m) * __uint_as_float((e + 116u) << 23);
+      return (raw & 0x80u) ? -v : v;
+    }
+    default:
+      return 1.0f;
+  }
+}
+
+__device__ __forceinline__ float DecodeScale(const uint8_t* __restrict__ s, int type, int64_t b) {
+  return DecodeRawScale(RawScale(s, type, b), type);
+}
+
+// Block column of column `col` (clamped to the last block: padding columns read a real scale).
+__device__ __forceinline__ int64_t BlockColumn(const MatrixArgs& a, int64_t col) {
+  const int64_t b = a.block_cols_shift >= 0 ? col >> a.block_cols_shift : col / a.block_cols;
+  return b < a.blocks_across ? b : a.blocks_across - 1;
+}
+
+// The scale of (row, col); `row_base` = (row / block_rows) * blocks_across.
+__device__ __forceinline__ float ScaleAt(const MatrixArgs& a, int64_t row_base, int64_t col) {
+  if (a.scale_type == static_cast<int>(GpuScale::kNone)) return 1.0f;
+  return DecodeScale(a.scales, a.scale_type, row_base + BlockColumn(a, col));
+}
+
+__device__ __forceinline__ int64_t RowBase(const MatrixArgs& a, int64_t row) {
+  return (row / a.block_rows) * a.blocks_across;
+}
+
+// Field f (0-based) of width W bits in a lane's N words read as one little-endian bit string.
+// f is a compile-time constant after unrolling, so w stays in registers.
+template <int W, int N>
+__device__ __forceinline__ uint32_t FieldAt(const uint32_t (&w)[N], int f) {
+  const int bit = f * W, word = bit >> 5, off = bit & 31;
+  uint32_t v = w[word] >> off;
+  if (off + W > 32) v |= w[word + 1] << (32 - off);
+  return v & ((1u << W) - 1u);
+}
+
+template <int BITS>
+__device__ __forceinline__ void LoadLaneWords(const uint32_t* __restrict__ p, uint32_t (&w)[BITS]) {
+  if constexpr (BITS == 4) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  } else if constexpr (BITS == 2) {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    w[0] = v.x, w[1] = v.y;
+  } else {
+#pragma unroll
+    for (int i = 0; i < BITS; ++i) w[i] = __ldg(p + i);
+  }
+}
+
+// d += A (16x16 bf16, row) * B (16x8 bf16, col), fp32 accumulators. Not volatile: it has no
+// side effects, and the compiler may interleave independent mma chains.
+__device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Host-side launchers (gemm.cu, dequantise.cu).
+struct GemmWorkspace {
+  float* partials = nullptr;  // k_parts * row_tiles * 8 * 128 floats
+  unsigned* tickets = nullptr;  // row_tiles counters, zero between calls
+  int k_parts = 1;
+};
+Status LaunchGemm(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
+                  int64_t ldy, cudaStream_t stream);
+// The number of K parts the GEMM splits a matrix into (1 when rows alone fill the GPU).
+Result<int> GemmKParts(const MatrixArgs& a);
+Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream);
+
+}  // namespace owf::cuda::detail

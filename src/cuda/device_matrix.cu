@@ -1,0 +1,140 @@
+// DeviceMatrix: a TiledMatrix uploaded to GPU memory, and the host side of its kernels.
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "device_common.cuh"
+#include "owf/cuda/kernels.h"
+
+namespace owf::cuda {
+namespace {
+
+using detail::MatrixArgs;
+
+template <typename T>
+Status UploadVector(const std::vector<T>& v, T** out) {
+  *out = nullptr;
+  if (v.empty()) return Status::Ok();
+  OWF_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(out), v.size() * sizeof(T)));
+  OWF_CUDA_RETURN_IF_ERROR(cudaMemcpy(*out, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return Status::Ok();
+}
+
+int PowerOfTwoShift(int64_t v) {
+  if (v < 1 || (v & (v - 1)) != 0) return -1;
+  int s = 0;
+  while ((int64_t{1} << s) < v) ++s;
+  return s;
+}
+
+}  // namespace
+
+bool Available(std::string* why) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    if (why) *why = e != cudaSuccess ? std::string("no usable CUDA device: ") + cudaGetErrorString(e) : "no CUDA device";
+    return false;
+  }
+  int device = 0, major = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess || major < 8) {
+    if (why) *why = "the GPU kernels need compute capability 8.0 or newer (bf16 tensor cores)";
+    return false;
+  }
+  return true;
+}
+
+struct DeviceMatrix::State {
+  int64_t rows = 0, cols = 0, weight_bytes = 0;
+  MatrixArgs args{};
+  detail::GemmWorkspace workspace;
+  std::vector<void*> allocations;
+
+  template <typename T>
+  Status Upload(const std::vector<T>& v, T** out) {
+    OWF_RETURN_IF_ERROR(UploadVector(v, out));
+    if (*out) allocations.push_back(*out);
+    return Status::Ok();
+  }
+  ~State() {
+    for (void* p : allocations) cudaFree(p);
+  }
+};
+
+DeviceMatrix::DeviceMatrix(std::unique_ptr<State> s) : s_(std::move(s)) {}
+DeviceMatrix::DeviceMatrix(DeviceMatrix&&) noexcept = default;
+DeviceMatrix& DeviceMatrix::operator=(DeviceMatrix&&) noexcept = default;
+DeviceMatrix::~DeviceMatrix() = default;
+
+int64_t DeviceMatrix::rows() const { return s_->rows; }
+int64_t DeviceMatrix::cols() const { return s_->cols; }
+int64_t DeviceMatrix::weight_bytes() const { return s_->weight_bytes; }
+
+Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
+  if (m.code_bits < 1 || m.code_bits > 6 || m.codebook.empty() || m.codebook.size() > kMaxCodebook)
+    return InvalidArgument("a tiled matrix needs 1- to 6-bit codes and 1 to 64 codebook entries");
+  if (m.rows < 1 || m.cols < 1 || m.row_tiles != (m.rows + kTileRows - 1) / kTileRows ||
+      m.col_tiles != (m.cols + kTileCols - 1) / kTileCols ||
+      static_cast<int64_t>(m.codes.size()) != m.row_tiles * m.col_tiles * 32 * m.code_bits)
+    return InvalidArgument("tiled matrix sizes are inconsistent");
+  if (m.scale_type != GpuScale::kNone &&
+      (m.block_rows < 1 || m.block_cols < 1 || m.blocks_across != (m.cols + m.block_cols - 1) / m.block_cols))
+    return InvalidArgument("tiled matrix scaling blocks are inconsistent");
+  if (!m.outlier_index.empty() && static_cast<int64_t>(m.outlier_row_start.size()) != m.rows + 1)
+    return InvalidArgument("tiled matrix outlier rows are inconsistent");
+  auto s = std::make_unique<State>();
+  s->rows = m.rows;
+  s->cols = m.cols;
+  s->weight_bytes = m.weight_bytes();
+  MatrixArgs& a = s->args;
+  OWF_RETURN_IF_ERROR(s->Upload(m.codes, const_cast<uint32_t**>(&a.codes)));
+  OWF_RETURN_IF_ERROR(s->Upload(m.codebook, const_cast<float**>(&a.codebook)));
+  OWF_RETURN_IF_ERROR(s->Upload(m.scales, const_cast<uint8_t**>(&a.scales)));
+  OWF_RETURN_IF_ERROR(s->Upload(m.outlier_row_start, const_cast<int32_t**>(&a.outlier_row_start)));
+  OWF_RETURN_IF_ERROR(s->Upload(m.outlier_col, const_cast<int32_t**>(&a.outlier_col)));
+  OWF_RETURN_IF_ERROR(s->Upload(m.outlier_delta, const_cast<float**>(&a.outlier_delta)));
+  OWF_RETURN_IF_ERROR(s->Upload(m.outlier_index, const_cast<int64_t**>(&a.outlier_index)));
+  OWF_RETURN_IF_ERROR(s->Upload(m.outlier_value, const_cast<float**>(&a.outlier_value)));
+  a.codebook_size = static_cast<int>(m.codebook.size());
+  a.code_bits = m.code_bits;
+  a.scale_type = static_cast<int>(m.scale_type);
+  a.block_rows = m.block_rows;
+  a.block_cols = m.block_cols;
+  a.blocks_across = m.blocks_across;
+  a.block_cols_shift = PowerOfTwoShift(m.block_cols);
+  a.rows = m.rows;
+  a.cols = m.cols;
+  a.col_tiles = m.col_tiles;
+  a.row_tiles = m.row_tiles;
+  a.outliers = static_cast<int64_t>(m.outlier_index.size());
+  // Split-K workspace: partial sums for up to 8 n-tiles per part, and a ticket per row tile.
+  OWF_ASSIGN_OR_RETURN(s->workspace.k_parts, detail::GemmKParts(a));
+  if (s->workspace.k_parts > 1) {
+    const size_t floats = static_cast<size_t>(s->workspace.k_parts * a.row_tiles * 8 * 128);
+    OWF_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&s->workspace.partials), floats * sizeof(float)));
+    s->allocations.push_back(s->workspace.partials);
+    const size_t tickets = static_cast<size_t>(a.row_tiles) * sizeof(unsigned);
+    OWF_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&s->workspace.tickets), tickets));
+    s->allocations.push_back(s->workspace.tickets);
+    OWF_CUDA_RETURN_IF_ERROR(cudaMemset(s->workspace.tickets, 0, tickets));
+  }
+  return DeviceMatrix(std::move(s));
+}
+
+Status DeviceMatrix::DequantiseBf16(uint16_t* out, int64_t ld, Stream stream) const {
+  if (!out || ld < s_->cols) return InvalidArgument("DequantiseBf16 needs an output with ld >= cols");
+  return detail::LaunchDequantise(s_->args, out, ld, stream);
+}
+
+Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream) const {
+  const MatrixArgs& a = s_->args;
+  if (batch < 1 || batch > 64) return InvalidArgument("Gemm takes 1 to 64 activation rows, not " + std::to_string(batch));
+  if (!x || !y || ldx < a.cols || ldy < a.rows) return InvalidArgument("Gemm needs ldx >= cols and ldy >= rows");
+  if (a.cols % 16 != 0) return InvalidArgument("Gemm needs a column count that is a multiple of 16");
+  if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
+    return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
+  return detail::LaunchGemm(a, s_->workspace, x, ldx, batch, y, ldy, stream);
+}
+
+}  // namespace owf::cuda

@@ -1,0 +1,352 @@
+// The fused dequantise-GEMM: y[b, r] = sum_c W[r, c] x[b, c] for up to 64 activation rows.
+//
+// Work is cut into units of one 16-row tile by one of k_parts ranges of 64-column tiles; a
+// persistent grid of 8-warp thread blocks walks the units, the warps of a block taking every
+// 8th tile of the unit's range. For each tile a lane loads its code_bits words (one 16-byte load
+// for 4-bit codes; the loads of 4 tiles are issued before any is used), and turns each pair of
+// codes into the two mma A-fragment registers of its hi and lo bf16 terms with ONE shared-memory
+// load from a table indexed by the pair (2^(2 bits) entries of {hi pair, lo pair}; for 3- and
+// 4-bit codes each lane reads its own copy of the table, so the loads never conflict on banks).
+// Both terms go through bf16 tensor-core mma against up to 8 tiles of 8 activations; block
+// scales multiply the fp32 partial sums of each scaling block. The warps' sums are added in a
+// fixed order; with k_parts > 1 the last block to finish a row tile (a ticket per row tile) adds
+// the parts' sums in part order, so results never depend on timing.
+#include <algorithm>
+
+#include "device_common.cuh"
+
+namespace owf::cuda::detail {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kUnroll = 4;  // tiles whose codes a warp loads before using any of them
+
+// Tables indexed by a pair of codes (e = c0 + c1 * 2^BITS): the hi terms of both codes as one
+// bf16x2 register, and separately the lo terms. For 3- and 4-bit codes each lane has its own copy
+// (entry e of lane l at word e * 32 + l: a warp's loads never conflict on banks); the smaller
+// tables are conflict-free as they are, the larger ones are shared.
+template <int BITS>
+struct PairTable {
+  static constexpr int kEntries = 1 << (2 * BITS);
+  static constexpr bool kPerLane = BITS == 3 || BITS == 4;
+  static constexpr int kBytes = kEntries * (kPerLane ? 32 : 1) * 4;  // one of the two tables
+};
+
+template <int BITS, int NT>
+constexpr int SharedBytes() {
+  return 2 * PairTable<BITS>::kBytes + kWarps * NT * 128 * 4 + 16;  // tables, warp sums, ticket
+}
+
+__device__ __forceinline__ void SplitBf16(float v, uint32_t& hi, uint32_t& lo) {
+  const __nv_bfloat16 h = __float2bfloat16_rn(v);
+  hi = __bfloat16_as_ushort(h);
+  lo = __bfloat16_as_ushort(__float2bfloat16_rn(v - __bfloat162float(h)));
+}
+
+// Byte offset in a pair table of pair p (codes 2p, 2p + 1) of a lane's words; lane4 = lane * 4.
+template <int BITS>
+__device__ __forceinline__ uint32_t PairOffset(const uint32_t (&w)[BITS], int p, uint32_t lane4) {
+  if constexpr (BITS == 4) {  // pair p is byte p % 4 of word p / 4: two instructions
+    const uint32_t word = w[p >> 2];
+    const int k = p & 3;
+    const uint32_t shifted = k == 0 ? word << 7 : word >> (8 * k - 7);
+    return (shifted & 0x7F80u) | lane4;
+  } else {
+    const uint32_t pair = FieldAt<2 * BITS, BITS>(w, p);
+    return PairTable<BITS>::kPerLane ? (pair << 7) | lane4 : pair << 2;
+  }
+}
+
+// Adds the exact outlier corrections of `row` for activation row n and writes the output.
+__device__ __forceinline__ void Finish(const MatrixArgs& a, const uint16_t* __restrict__ x, int64_t ldx, int batch,
+                                       float* __restrict__ y, int64_t ldy, int64_t tile_row, int idx, float sum) {
+  const int nt = idx >> 7, l = (idx >> 2) & 31, i = idx & 3;
+  const int64_t row = tile_row * kTileRows + (l >> 2) + 8 * (i >> 1);
+  const int n = nt * 8 + 2 * (l & 3) + (i & 1);
+  if (row >= a.rows || n >= batch) return;
+  if (a.outlier_row_start) {
+    const uint16_t* xn = x + n * ldx;
+    for (int32_t o = a.outlier_row_start[row]; o < a.outlier_row_start[row + 1]; ++o)
+      sum = fmaf(a.outlier_delta[o], __uint_as_float(static_cast<uint32_t>(xn[a.outlier_col[o]]) << 16), sum);
+  }
+  y[n * ldy + row] = sum;
+}
+
+// One 16 x 64 tile: acc[nt] += scale * (W_tile x_tile) for the lane's fragment.
+template <int BITS, int NT>
+__device__ __forceinline__ void ProcessTile(const MatrixArgs& a, const unsigned char* smem, uint32_t lane4,
+                                            const uint32_t (&cur)[BITS], uint32_t raw0, uint32_t raw1,
+                                            bool ring_scales, int steps_per_scale, int64_t base0, int64_t base1,
+                                            const uint32_t* const (&xr)[NT], int64_t j, float (&acc)[NT][4]) {
+  constexpr int kLo = PairTable<BITS>::kBytes;
+  const bool full = j * kTileCols + kTileCols <= a.cols;
+  // The tile's activations (B fragments): all loads issued before any is used.
+  uint32_t xb[4][NT][2];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const uint32_t* xj = xr[nt] ? xr[nt] + j * (kTileCols / 2) : nullptr;
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      xb[s][nt][0] = xb[s][nt][1] = 0;
+      if (xj && (full || j * kTileCols + 16 * s < a.cols)) {
+        xb[s][nt][0] = __ldg(xj + 8 * s);
+        xb[s][nt][1] = __ldg(xj + 8 * s + 4);
+      }
+    }
+  }
+  // Separate accumulators for the hi and lo terms, and (for few n-tiles) for even and odd
+  // k-steps: independent mma chains that the scheduler can overlap.
+  constexpr int kChains = NT <= 2 ? 2 : 1;
+  float part_hi[kChains][NT][4], part_lo[kChains][NT][4];
+#pragma unroll
+  for (int c = 0; c < kChains; ++c)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) part_hi[c][nt][i] = part_lo[c][nt][i] = 0.0f;
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    const int c = s % kChains;
+    if (full || j * kTileCols + 16 * s < a.cols) {
+      uint32_t hi[4], lo[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t off = PairOffset<BITS>(cur, 4 * s + i, lane4);
+        hi[i] = *reinterpret_cast<const uint32_t*>(smem + off);
+        lo[i] = *reinterpret_cast<const uint32_t*>(smem + kLo + off);
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        Mma(part_hi[c][nt], hi, xb[s][nt][0], xb[s][nt][1]);
+        Mma(part_lo[c][nt], lo, xb[s][nt][0], xb[s][nt][1]);
+      }
+    }
+    if (((s + 1) & (steps_per_scale - 1)) == 0) {
+      float s0, s1;
+      if (ring_scales) {
+        s0 = DecodeRawScale(raw0, a.scale_type);
+        s1 = DecodeRawScale(raw1, a.scale_type);
+      } else {
+        const int64_t col = j * kTileCols + 16 * (s + 1 - steps_per_scale);
+        s0 = ScaleAt(a, base0, col);
+        s1 = ScaleAt(a, base1, col);
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        float sum[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          sum[i] = part_hi[0][nt][i] + part_lo[0][nt][i];
+          if constexpr (kChains == 2) sum[i] += part_hi[1][nt][i] + part_lo[1][nt][i];
+        }
+        acc[nt][0] = fmaf(s0, sum[0], acc[nt][0]);
+        acc[nt][1] = fmaf(s0, sum[1], acc[nt][1]);
+        acc[nt][2] = fmaf(s1, sum[2], acc[nt][2]);
+        acc[nt][3] = fmaf(s1, sum[3], acc[nt][3]);
+#pragma unroll
+        for (int c2 = 0; c2 < kChains; ++c2)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) part_hi[c2][nt][i] = part_lo[c2][nt][i] = 0.0f;
+      }
+    }
+  }
+}
+
+template <int BITS, int NT>
+__global__ void __launch_bounds__(kThreads) GemmKernel(MatrixArgs a, GemmWorkspace ws, const uint16_t* __restrict__ x,
+                                                       int64_t ldx, int batch, float* __restrict__ y, int64_t ldy,
+                                                       int steps_per_scale) {
+  using Table = PairTable<BITS>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint32_t* hi_table = reinterpret_cast<uint32_t*>(smem);
+  uint32_t* lo_table = reinterpret_cast<uint32_t*>(smem + Table::kBytes);
+  float* partial = reinterpret_cast<float*>(smem + 2 * Table::kBytes);  // [kWarps][NT * 128]
+  unsigned* ticket = reinterpret_cast<unsigned*>(partial + kWarps * NT * 128);
+
+  constexpr int kCopies = Table::kPerLane ? 32 : 1;
+  for (int i = threadIdx.x; i < Table::kEntries * kCopies; i += kThreads) {
+    const int e = i / kCopies;
+    const int c0 = e & ((1 << BITS) - 1), c1 = e >> BITS;
+    uint32_t h0, l0, h1, l1;
+    SplitBf16(c0 < a.codebook_size ? a.codebook[c0] : 0.0f, h0, l0);
+    SplitBf16(c1 < a.codebook_size ? a.codebook[c1] : 0.0f, h1, l1);
+    hi_table[i] = h0 | h1 << 16;
+    lo_table[i] = l0 | l1 << 16;
+  }
+  __syncthreads();
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t lane4 = static_cast<uint32_t>(lane) * 4;
+  const int64_t units = a.row_tiles * ws.k_parts;
+  const int64_t tiles_per_part = (a.col_tiles + ws.k_parts - 1) / ws.k_parts;
+  const bool ring_scales = steps_per_scale == 4;  // one scale per row per tile: prefetched
+  // Activation pointers of this lane's B-fragment column in each n-tile (as bf16 pairs).
+  const uint32_t* xr[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const int n = nt * 8 + g;
+    xr[nt] = n < batch ? reinterpret_cast<const uint32_t*>(x + n * ldx) + t : nullptr;
+  }
+
+  for (int64_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
+    const int64_t tile_row = unit / ws.k_parts;
+    const int part = static_cast<int>(unit % ws.k_parts);
+    const int64_t j_begin = part * tiles_per_part, j_end = min(a.col_tiles, j_begin + tiles_per_part);
+    const int64_t base0 = RowBase(a, min(tile_row * kTileRows + g, a.rows - 1));
+    const int64_t base1 = RowBase(a, min(tile_row * kTileRows + g + 8, a.rows - 1));
+    const uint32_t* lane_codes = a.codes + (tile_row * a.col_tiles * 32 + lane) * BITS;
+
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+
+    // A ring of kUnroll slots holding upcoming tiles' codes (and scales): slot u holds tile
+    // j0 + u * kWarps; once read, it is refilled with the tile kUnroll * kWarps further on.
+    uint32_t w[kUnroll][BITS];
+    uint32_t sraw[kUnroll][2];
+    auto load_slot = [&](int u, int64_t j) {
+      LoadLaneWords<BITS>(lane_codes + j * 32 * BITS, w[u]);
+      if (ring_scales) {
+        const int64_t bc = BlockColumn(a, j * kTileCols);
+        sraw[u][0] = RawScale(a.scales, a.scale_type, base0 + bc);
+        sraw[u][1] = RawScale(a.scales, a.scale_type, base1 + bc);
+      }
+    };
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      if (j_begin + warp + u * kWarps < j_end) load_slot(u, j_begin + warp + u * kWarps);
+    for (int64_t j0 = j_begin + warp; j0 < j_end; j0 += kUnroll * kWarps) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t j = j0 + u * kWarps;
+        if (j < j_end) {
+          uint32_t cur[BITS];
+#pragma unroll
+          for (int b = 0; b < BITS; ++b) cur[b] = w[u][b];
+          const uint32_t raw0 = sraw[u][0], raw1 = sraw[u][1];
+          if (j + kUnroll * kWarps < j_end) load_slot(u, j + kUnroll * kWarps);
+          ProcessTile<BITS, NT>(a, smem, lane4, cur, raw0, raw1, ring_scales, steps_per_scale, base0, base1, xr, j,
+                                acc);
+        }
+      }
+    }
+
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) partial[warp * NT * 128 + nt * 128 + lane * 4 + i] = acc[nt][i];
+    __syncthreads();
+    if (ws.k_parts == 1) {
+      for (int idx = threadIdx.x; idx < NT * 128; idx += kThreads) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) sum += partial[w * NT * 128 + idx];
+        Finish(a, x, ldx, batch, y, ldy, tile_row, idx, sum);
+      }
+    } else {
+      float* mine = ws.partials + (tile_row * ws.k_parts + part) * (8 * 128);
+      for (int idx = threadIdx.x; idx < NT * 128; idx += kThreads) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) sum += partial[w * NT * 128 + idx];
+        mine[idx] = sum;
+      }
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0) *ticket = atomicAdd(&ws.tickets[tile_row], 1u);
+      __syncthreads();
+      if (*ticket == static_cast<unsigned>(ws.k_parts - 1)) {  // the last part of this row tile
+        __threadfence();
+        const float* parts = ws.partials + tile_row * ws.k_parts * (8 * 128);
+        for (int idx = threadIdx.x; idx < NT * 128; idx += kThreads) {
+          float sum = 0.0f;
+          for (int p = 0; p < ws.k_parts; ++p) sum += __ldcg(parts + p * (8 * 128) + idx);
+          Finish(a, x, ldx, batch, y, ldy, tile_row, idx, sum);
+        }
+        if (threadIdx.x == 0) ws.tickets[tile_row] = 0;
+      }
+    }
+    __syncthreads();  // `partial` and `ticket` are reused by the next unit
+  }
+}
+
+// Per kernel instance: the dynamic shared memory it needs and how many blocks fit on an SM.
+template <int BITS, int NT>
+Result<int> BlocksPerSm() {
+  static int cached = 0;
+  if (cached > 0) return cached;
+  const int bytes = SharedBytes<BITS, NT>();
+  OWF_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(GemmKernel<BITS, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  int blocks = 0;
+  OWF_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, GemmKernel<BITS, NT>, kThreads, bytes));
+  if (blocks < 1) return Internal("the GEMM kernel does not fit on a multiprocessor");
+  cached = blocks;
+  return blocks;
+}
+
+Result<int> MultiprocessorCount() {
+  static int cached = 0;
+  if (cached > 0) return cached;
+  int device = 0, sms = 0;
+  OWF_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  OWF_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  cached = sms;
+  return sms;
+}
+
+template <int BITS, int NT>
+Status Launch(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
+              int64_t ldy, int sps, cudaStream_t stream) {
+  OWF_ASSIGN_OR_RETURN(const int per_sm, (BlocksPerSm<BITS, NT>()));
+  OWF_ASSIGN_OR_RETURN(const int sms, MultiprocessorCount());
+  const int64_t units = a.row_tiles * ws.k_parts;
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(units, static_cast<int64_t>(per_sm) * sms));
+  const int bytes = SharedBytes<BITS, NT>();
+  GemmKernel<BITS, NT><<<grid, kThreads, bytes, stream>>>(a, ws, x, ldx, batch, y, ldy, sps);
+  OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return Status::Ok();
+}
+
+template <int BITS>
+Status LaunchBits(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
+                  int64_t ldy, int sps, cudaStream_t stream) {
+  if (batch <= 8) return Launch<BITS, 1>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+  if (batch <= 16) return Launch<BITS, 2>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+  if (batch <= 32) return Launch<BITS, 4>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+  return Launch<BITS, 8>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+}
+
+}  // namespace
+
+Result<int> GemmKParts(const MatrixArgs& a) {
+  OWF_ASSIGN_OR_RETURN(const int sms, MultiprocessorCount());
+  // Split K until there are about four units per multiprocessor, keeping >= 2 tiles per warp.
+  const int64_t want = (4 * static_cast<int64_t>(sms) + a.row_tiles - 1) / a.row_tiles;
+  const int64_t most = std::max<int64_t>(1, a.col_tiles / (2 * kWarps));
+  return static_cast<int>(std::clamp<int64_t>(want, 1, std::min<int64_t>(most, 16)));
+}
+
+Status LaunchGemm(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
+                  int64_t ldy, cudaStream_t stream) {
+  int sps = 4;  // k-steps of 16 columns that share one scale
+  if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1) {
+    if (a.block_cols % 64 == 0) sps = 4;
+    else if (a.block_cols % 32 == 0) sps = 2;
+    else if (a.block_cols % 16 == 0) sps = 1;
+    else return InvalidArgument("Gemm needs scaling blocks whose width is a multiple of 16 columns");
+  }
+  switch (a.code_bits) {
+    case 1: return LaunchBits<1>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+    case 2: return LaunchBits<2>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+    case 3: return LaunchBits<3>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+    case 4: return LaunchBits<4>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+    case 5: return LaunchBits<5>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+    case 6: return LaunchBits<6>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+  }
+  return InvalidArgument("code widths are 1 to 6 bits");
+}
+
+}  // namespace owf::cuda::detail
