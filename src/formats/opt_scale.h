@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -25,19 +26,34 @@
 
 namespace owf {
 
-// Nearest centroid, ties to the lower one (fp32 midpoints): ElementFormat's LUT rule, by a
-// branchless binary search over the midpoints padded to a power of two.
+// Nearest centroid, ties to the lower one (fp32 midpoints): ElementFormat's LUT rule, i.e. the
+// number of midpoints below y. Fast path: a uniform bucket table over the codebook's range, with
+// buckets narrower than half the smallest gap between midpoints; table[b] counts the midpoints
+// below the bucket's start less half a bucket, so at most one midpoint lies between that and y
+// (float rounding of the bucket index moves it by far less than half a bucket): one comparison.
+// Codebooks with (near-)coincident midpoints fall back to a branchless binary search.
 class NearestCode {
  public:
   explicit NearestCode(std::span<const float> centroids);
   int operator()(float y) const {
+    if (bucketed()) return Bucket(y);
     int i = 0;
     for (int step = half_; step > 0; step >>= 1) i += mids_[static_cast<size_t>(i + step - 1)] < y ? step : 0;
     return i;
   }
+  bool bucketed() const { return !table_.empty(); }
+  // The table lookup alone (only when bucketed()): branch-free, vectorisable.
+  int Bucket(float y) const {
+    float t = (y - lo_) * inv_width_;
+    t = std::min(std::max(0.0f, t), top_);  // NaN -> 0
+    const int k = table_.data()[static_cast<int>(t)];
+    return k + (mids_.data()[k] < y ? 1 : 0);
+  }
 
  private:
-  std::vector<float> mids_;
+  std::vector<float> mids_;  // padded with +inf
+  std::vector<int32_t> table_;
+  float lo_ = 0, inv_width_ = 0, top_ = 0;
   int half_ = 0;
 };
 
