@@ -86,7 +86,7 @@ TEST(Imatrix, OneEntryPerLinearWeightMatchingADirectComputation) {
       ++count;
     }
   }
-  for (const std::string& name : {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"}) {
+  for (const char* name : {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"}) {
     const std::vector<float>& col = m->columns[name];
     ASSERT_EQ(static_cast<int>(col.size()), dim);
     for (int i = 0; i < dim; ++i) EXPECT_NEAR(col[i], sq[i] / count, 1e-5 * (sq[i] / count)) << name << " column " << i;

@@ -186,6 +186,11 @@ Result<ModelReport> QuantiseModel(const std::string& input, const Rules& rules, 
         if (it == imatrix.columns.end()) {
           report.warnings.push_back("no importance for tensor '" + t.name + "' in " + opt.importance +
                                     ": quantised for the plain (unweighted) error");
+        } else if (e.spec->rotate_seed) {
+          // The rotation mixes a row's columns: the weight of an error in the rotated domain is
+          // H diag(w) H^T, whose diagonal is the mean of w for every element. Nothing to steer.
+          report.warnings.push_back("tensor '" + t.name + "': importance has no effect under rotate(hadamard) " +
+                                    "(every rotated element's weight is the mean); not used");
         } else {
           auto w = BroadcastColumns(it->second, x.shape, t.name);
           if (!w.ok()) return w.status().WithContext(opt.importance);

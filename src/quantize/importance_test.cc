@@ -198,6 +198,27 @@ TEST_F(Importance, DriverUsesEntriesWarnsOnMissingAndFailsOnMismatch) {
   ASSERT_TRUE(qm.ok());
   EXPECT_EQ(qm->data, qp->data);
 
+  // Under a rotation, importance is not used (and said so): the plain result, bit for bit.
+  {
+    auto rot = RulesFromFormat("lloyd3@tensor:absmax+rotate(hadamard,5)");
+    ASSERT_TRUE(rot.ok());
+    QuantiseModelOptions o;
+    o.emit = Emit::kFake;
+    o.threads = 1;
+    o.output = Path("rot_plain.npy");
+    ASSERT_TRUE(QuantiseModel(Path("w.npy"), *rot, o).ok());
+    o.output = Path("rot_imp.npy");
+    o.importance = Path("i.safetensors");
+    auto r = QuantiseModel(Path("w.npy"), *rot, o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->warnings.size(), 1u);
+    EXPECT_NE(r->warnings[0].find("rotate"), std::string::npos) << r->warnings[0];
+    auto a = ReadNpy(Path("rot_plain.npy"));
+    auto b = ReadNpy(Path("rot_imp.npy"));
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->data, b->data);
+  }
+
   // Wrong length: an error naming the tensor and both lengths.
   Imatrix wrong;
   wrong.columns["w"] = std::vector<float>(64, 1.0f);

@@ -25,7 +25,8 @@ struct QuantiseModelOptions {
   std::string sensitivity;
   // An imatrix (owf/quantize/importance.h): each quantised tensor with an entry is quantised to
   // minimise its importance-weighted error (+search, lloyd, crd(t) df, outlier choice). A
-  // tensor without one gets the plain error and a warning; a length mismatch is an error.
+  // tensor without one gets the plain error and a warning; a length mismatch is an error. Not
+  // used (with a warning) under rotate(hadamard), which spreads every column over the row.
   std::string importance;
   // Called before each tensor: (index, count, name).
   std::function<void(size_t, size_t, const std::string&)> progress;
