@@ -276,7 +276,7 @@ void FitUnit(const BlockFitter<kWeighted, kMin, Code>& fitter, const float* x, c
     if (kMin) mmax = std::max(mmax, fits[j].m);
   }
   const int qs_max = (1 << L.sub_bits) - 1, qm_max = kMin ? (1 << L.min_bits) - 1 : 0;
-  const int off = L.sub_high ? qs_max + 1 : 0;  // h<b>: multipliers 2^b .. 2^(b+1) - 1
+  const int off = L.sub_offset;  // h<b>: multipliers 2^b .. 2^(b+1) - 1; m<b>: 2^(b-1) ..
   const float dm = kMin && mmax > 0 ? QuantiseScale(mmax / static_cast<float>(qm_max), L.format) : 0.0f;
   // The super-block scale: the one that represents the largest sub-block scale exactly, or, when
   // some sub-block scale is below the grid's range (h<b>), smaller ones that trade clipping the
@@ -446,7 +446,7 @@ OptLayout MakeOptLayout(const ScalingSpec& s, const BlockGeometry& g) {
     L.super = s.block_cols;
     L.sub_bits = s.sub_bits;
     L.min_bits = s.min_bits;
-    L.sub_high = s.sub_high;
+    L.sub_offset = s.sub_offset();
   } else {
     L.block = g.block_cols;
   }

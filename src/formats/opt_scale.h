@@ -64,7 +64,7 @@ struct OptLayout {
   bool with_min = false;
   ScaleFormat format = ScaleFormat::kBf16;
   int sub_bits = 0, min_bits = 0;
-  bool sub_high = false;  // sub-scale multipliers are q + 2^sub_bits
+  int sub_offset = 0;  // sub-scale multipliers are q + sub_offset (h<b>: 2^b, m<b>: 2^(b-1))
 
   int64_t blocks_across() const { return (cols + block - 1) / block; }
   int64_t supers_across() const { return super ? (cols + super - 1) / super : 0; }

@@ -50,7 +50,7 @@ TEST(OptScales, FastPathEqualsReferenceAtAnyThreadCount) {
   for (float& w : imp) w = std::uniform_real_distribution<float>(0.0f, 2.0f)(rng);
   const std::vector<float> cb = {-1.0f, -0.6f, -0.3f, -0.1f, 0.1f, 0.3f, 0.6f, 1.0f};
   for (const char* text : {"int3@32:opt:bf16", "int3@32:optmin:fp16", "int3@64:opt:fp16/16:u6",
-                           "int3@64:opt:e4m3/16:h3", "int3@128:optmin:fp16/32:u4:u4", "int3@channel:opt:fp32"}) {
+                           "int3@64:opt:e4m3/16:h3", "int3@64:opt:e4m3/16:m3", "int3@128:optmin:fp16/32:u4:u4", "int3@channel:opt:fp32"}) {
     const FormatSpec spec = *ParseSpec(text);
     const BlockGeometry g = *MakeGeometry(*spec.scaling, rows, cols);
     const OptLayout L = MakeOptLayout(*spec.scaling, g);
@@ -129,14 +129,14 @@ TEST(OptScales, BlockFitIsCloseToTheBruteForceOptimum) {
 // Two-level scales are what the container says: scale = super * (q + offset), fp32.
 TEST(OptScales, TwoLevelScalesAreSuperTimesMultiplier) {
   const Tensor x = MakeTensor(9, 300, 5, 11);
-  for (const char* text : {"lloyd4@128:opt:e4m3/16:h3", "lloyd3@64:optmin:fp16/16:u4:u4", "nf4@256:opt:bf16/32:u6"}) {
+  for (const char* text : {"lloyd4@128:opt:e4m3/16:h3", "lloyd4@128:opt:e4m3/16:m3", "lloyd3@64:optmin:fp16/16:u4:u4", "nf4@256:opt:bf16/32:u6"}) {
     auto q = QuantiseTensor(*ParseSpec(text), x, QuantiseOptions{2, nullptr});
     ASSERT_TRUE(q.ok()) << q.status().message();
     const ScalingSpec& s = *q->spec.scaling;
     const int64_t per_row = (300 + s.sub_block - 1) / s.sub_block, supers = (300 + s.block_cols - 1) / s.block_cols;
     ASSERT_EQ(q->scales.size(), static_cast<size_t>(9 * per_row));
     ASSERT_EQ(q->super_scales.size(), static_cast<size_t>(9 * supers));
-    const int off = s.sub_high ? 1 << s.sub_bits : 0;
+    const int off = s.sub_high ? 1 << s.sub_bits : s.sub_mid ? 1 << (s.sub_bits - 1) : 0;
     for (int64_t r = 0; r < 9; ++r) {
       for (int64_t j = 0; j < per_row; ++j) {
         const size_t b = static_cast<size_t>(r * per_row + j);

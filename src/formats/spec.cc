@@ -31,7 +31,7 @@ constexpr std::pair<const char*, ScaleKind> kScaleKinds[] = {
 const std::vector<Preset> kPresets = {
     {"fixed2", "lloyd2@256:optmin:fp16/16:u4:u4", "Q2_K (2.625 bits)"},
     {"fixed3", "lloyd3.1699@256:opt:fp16/32:u5", "Q3_K (3.4375 bits)"},
-    {"fixed4", "lloyd4@128:opt:e4m3/16:h3", "IQ4_XS (4.25 bits)"},
+    {"fixed4", "lloyd4@128:opt:e4m3/16:m3", "IQ4_XS (4.25 bits)"},
     {"fixed4.5", "lloyd4.0875@128:opt:e4m3/16:u4", "Q4_K (4.5 bits)"},
     {"fixed5", "lloyd5.248@256:opt:fp16/32:u4", "Q5_K (5.5 bits)"},
     {"fixed6", "lloyd6.3219@256:opt:fp16/32:u4", "Q6_K (6.5625 bits)"},
@@ -303,6 +303,9 @@ class Parser {
       if (Accept(":h")) {
         s->sub_high = true;
         OWF_RETURN_IF_ERROR(ParseBitCount(&s->sub_bits, "sub-scale"));
+      } else if (Accept(":m")) {
+        s->sub_mid = true;
+        OWF_RETURN_IF_ERROR(ParseBitCount(&s->sub_bits, "sub-scale"));
       } else {
         OWF_RETURN_IF_ERROR(ParseSubBits(&s->sub_bits, "sub-scale"));
       }
@@ -412,7 +415,7 @@ class Parser {
   Status ValidateScaling(const FormatSpec& spec, Fail fail) const {
     const ScalingSpec& s = *spec.scaling;
     const ElementSpec& e = spec.element;
-    if (!s.two_level() && (s.sub_bits || s.min_bits || s.sub_high)) return fail("sub-scale bits without sub-blocks");
+    if (!s.two_level() && (s.sub_bits || s.min_bits || s.sub_high || s.sub_mid)) return fail("sub-scale bits without sub-blocks");
     if (s.two_level()) {
       if (!s.optimised()) return fail("sub-block scales ('/<m>:u<b>') need an 'opt' or 'optmin' scaling");
       if (s.block != BlockKind::kBlock || s.block_rows != 1)
@@ -538,7 +541,7 @@ std::string ToString(const ScalingSpec& s) {
   }
   std::string out = block + ":" + ScaleKindName(s.kind) + ":" + ScaleFormatName(s.format);
   if (s.two_level()) {
-    out += "/" + std::to_string(s.sub_block) + (s.sub_high ? ":h" : ":u") + std::to_string(s.sub_bits);
+    out += "/" + std::to_string(s.sub_block) + (s.sub_high ? ":h" : s.sub_mid ? ":m" : ":u") + std::to_string(s.sub_bits);
     if (s.min_bits) out += ":u" + std::to_string(s.min_bits);
   }
   return out;

@@ -19,7 +19,7 @@ TEST(Spec, CanonicalFormParsesBackToTheSameSpec) {
       "lloyd5@tensor:rms:bf16+entropy(huffman)", "e2m1@32:absmax:e8m0+rotate(hadamard)",
       "int4@64:absmax:bf16+search+rotate(hadamard,42)+outliers(0.001,bf16)",
       "lloyd4@256:opt:fp16/32:u6", "int4@64:optmin:bf16", "lloyd2@256:optmin:fp16/16:u4:u4",
-      "nf4@128:opt:e4m3/16:h3", "crd4(normal)@channel:opt:bf16", "int8@256:opt:fp16/16:u7+rotate(hadamard)"};
+      "nf4@128:opt:e4m3/16:h3", "nf4@128:opt:e4m3/16:m3", "crd4(normal)@channel:opt:bf16", "int8@256:opt:fp16/16:u7+rotate(hadamard)"};
   for (const char* text : specs) {
     auto spec = ParseSpec(text);
     ASSERT_TRUE(spec.ok()) << text << ": " << spec.status().message();

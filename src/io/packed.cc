@@ -47,7 +47,7 @@ Status AddOptScales(SafetensorsWriter& w, const std::string& name, const Quantis
   const int64_t supers = (g.cols + s.block_cols - 1) / s.block_cols;
   d["super_block"] = s.block_cols;
   d["sub_bits"] = s.sub_bits;
-  if (s.sub_high) d["sub_offset"] = int64_t{1} << s.sub_bits;
+  if (s.sub_offset()) d["sub_offset"] = int64_t{s.sub_offset()};
   OWF_RETURN_IF_ERROR(add_scales("super_scales", q.super_scales, supers));
   OWF_RETURN_IF_ERROR(add_multipliers("sub_scales", q.sub_scales, s.sub_bits));
   if (s.with_min()) {
@@ -96,7 +96,8 @@ Status ReadOptScales(const ModelReader& packed, const nlohmann::json& d, PackedC
   // One multiplied-out value per block: base[row, super-block] * multiplier[block], in fp32.
   auto expand = [&](const char* base_key, const char* sub_key, int bits, int64_t offset, std::vector<float>* v) -> Status {
     if (bits < 1 || bits > 16) return InvalidData(std::string(sub_key) + " bits must be 1..16");
-    if (offset != 0 && offset != (int64_t{1} << bits)) return InvalidData("sub_offset must be 0 or 2^sub_bits");
+    if (offset != 0 && offset != (int64_t{1} << bits) && offset != (int64_t{1} << (bits - 1)))
+      return InvalidData("sub_offset must be 0, 2^(sub_bits-1) or 2^sub_bits");
     OWF_ASSIGN_OR_RETURN(auto bb, part(base_key));
     OWF_ASSIGN_OR_RETURN(std::vector<float> base, DecodeScales(bb, *fmt, g->rows * supers_across));
     OWF_ASSIGN_OR_RETURN(auto mb, part(sub_key));

@@ -72,14 +72,18 @@ struct ScalingSpec {
   // Two-level scales ("@256:opt:fp16/32:u6"): the block above is a super-block with one scale
   // (and, for optmin, one min scale) in `format`; each 1 x sub_block sub-block stores a
   // sub_bits-bit unsigned integer q and its scale is the super-block's times q ("u<b>") or times
-  // q + 2^b ("h<b>": the top half of a (b+1)-bit grid, for sub-scales within 2x of the largest),
+  // q + 2^b ("h<b>": the top half of a (b+1)-bit grid, for sub-scales within 2x of the largest)
+  // or times q + 2^(b-1) ("m<b>": for b = 3, 4 .. 11, a wider range than h<b> at finer steps than u<b>),
   // and a min_bits-bit multiplier of the min scale (optmin, "u<b>"). sub_block == 0: single level.
   int64_t sub_block = 0;
   int sub_bits = 0;
   bool sub_high = false;
+  bool sub_mid = false;
   int min_bits = 0;
 
   bool two_level() const { return sub_block > 0; }
+  // What the stored sub-scale multiplier q is offset by: 2^b (h<b>), 2^(b-1) (m<b>) or 0 (u<b>).
+  int sub_offset() const { return sub_high ? 1 << sub_bits : sub_mid && sub_bits > 0 ? 1 << (sub_bits - 1) : 0; }
   bool optimised() const { return kind == ScaleKind::kOpt || kind == ScaleKind::kOptMin; }
   bool with_min() const { return kind == ScaleKind::kOptMin; }
   bool operator==(const ScalingSpec&) const = default;
