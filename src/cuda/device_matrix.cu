@@ -81,6 +81,8 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   if (m.scale_type != GpuScale::kNone &&
       (m.block_rows < 1 || m.block_cols < 1 || m.blocks_across != (m.cols + m.block_cols - 1) / m.block_cols))
     return InvalidArgument("tiled matrix scaling blocks are inconsistent");
+  if (m.scale_type != GpuScale::kNone && m.scale_type != GpuScale::kBf16 && m.scale_type != GpuScale::kFp32)
+    return InvalidArgument("GPU matrices hold bf16 or fp32 scales (TileForGpu converts the others)");
   if (!m.outlier_index.empty() && static_cast<int64_t>(m.outlier_row_start.size()) != m.rows + 1)
     return InvalidArgument("tiled matrix outlier rows are inconsistent");
   auto s = std::make_unique<State>();

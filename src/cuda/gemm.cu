@@ -20,7 +20,7 @@ namespace {
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int kUnroll = 4;  // tiles whose codes a warp loads before using any of them
+constexpr int kUnroll = 2;  // tiles whose codes a warp has in flight ahead of the one it uses
 
 // Tables indexed by a pair of codes (e = c0 + c1 * 2^BITS): the hi terms of both codes as one
 // bf16x2 register, and separately the lo terms. For 3- and 4-bit codes each lane has its own copy
@@ -95,9 +95,9 @@ __device__ __forceinline__ void ProcessTile(const MatrixArgs& a, const unsigned 
       }
     }
   }
-  // Separate accumulators for the hi and lo terms, and (for few n-tiles) for even and odd
+  // Separate accumulators for the hi and lo terms, and (for one n-tile) for even and odd
   // k-steps: independent mma chains that the scheduler can overlap.
-  constexpr int kChains = NT <= 2 ? 2 : 1;
+  constexpr int kChains = 1;
   float part_hi[kChains][NT][4], part_lo[kChains][NT][4];
 #pragma unroll
   for (int c = 0; c < kChains; ++c)
@@ -125,8 +125,9 @@ __device__ __forceinline__ void ProcessTile(const MatrixArgs& a, const unsigned 
     if (((s + 1) & (steps_per_scale - 1)) == 0) {
       float s0, s1;
       if (ring_scales) {
-        s0 = DecodeRawScale(raw0, a.scale_type);
-        s1 = DecodeRawScale(raw1, a.scale_type);
+        const bool scale16 = a.scale_type == static_cast<int>(GpuScale::kBf16);
+        s0 = __uint_as_float(scale16 ? raw0 << 16 : raw0);
+        s1 = __uint_as_float(scale16 ? raw1 << 16 : raw1);
       } else {
         const int64_t col = j * kTileCols + 16 * (s + 1 - steps_per_scale);
         s0 = ScaleAt(a, base0, col);
@@ -154,7 +155,7 @@ __device__ __forceinline__ void ProcessTile(const MatrixArgs& a, const unsigned 
 }
 
 template <int BITS, int NT>
-__global__ void __launch_bounds__(kThreads) GemmKernel(MatrixArgs a, GemmWorkspace ws, const uint16_t* __restrict__ x,
+__global__ void __launch_bounds__(kThreads, NT == 1 ? 3 : NT == 2 ? 2 : 1) GemmKernel(MatrixArgs a, GemmWorkspace ws, const uint16_t* __restrict__ x,
                                                        int64_t ldx, int batch, float* __restrict__ y, int64_t ldy,
                                                        int steps_per_scale) {
   using Table = PairTable<BITS>;
@@ -182,6 +183,9 @@ __global__ void __launch_bounds__(kThreads) GemmKernel(MatrixArgs a, GemmWorkspa
   const int64_t units = a.row_tiles * ws.k_parts;
   const int64_t tiles_per_part = (a.col_tiles + ws.k_parts - 1) / ws.k_parts;
   const bool ring_scales = steps_per_scale == 4;  // one scale per row per tile: prefetched
+  const bool scale16 = a.scale_type == static_cast<int>(GpuScale::kBf16);
+  const uint16_t* s16 = reinterpret_cast<const uint16_t*>(a.scales);
+  const uint32_t* s32 = a.scale_type == static_cast<int>(GpuScale::kFp32) ? reinterpret_cast<const uint32_t*>(a.scales) : nullptr;
   // Activation pointers of this lane's B-fragment column in each n-tile (as bf16 pairs).
   const uint32_t* xr[NT];
 #pragma unroll
@@ -209,9 +213,17 @@ __global__ void __launch_bounds__(kThreads) GemmKernel(MatrixArgs a, GemmWorkspa
     auto load_slot = [&](int u, int64_t j) {
       LoadLaneWords<BITS>(lane_codes + j * 32 * BITS, w[u]);
       if (ring_scales) {
+        // Raw bits (bf16 scales are shifted into fp32 when used, not while the load is pending).
         const int64_t bc = BlockColumn(a, j * kTileCols);
-        sraw[u][0] = RawScale(a.scales, a.scale_type, base0 + bc);
-        sraw[u][1] = RawScale(a.scales, a.scale_type, base1 + bc);
+        if (scale16) {
+          sraw[u][0] = __ldg(s16 + base0 + bc);
+          sraw[u][1] = __ldg(s16 + base1 + bc);
+        } else if (s32) {
+          sraw[u][0] = __ldg(s32 + base0 + bc);
+          sraw[u][1] = __ldg(s32 + base1 + bc);
+        } else {
+          sraw[u][0] = sraw[u][1] = 0x3F800000u;  // unscaled: 1.0f
+        }
       }
     };
 #pragma unroll

@@ -106,16 +106,20 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
     if (static_cast<int64_t>(v.scales.size()) != g.num_blocks())
       return InvalidArgument(std::to_string(v.scales.size()) + " scales for " + std::to_string(g.num_blocks()) +
                              " blocks");
-    // Scales derived from two levels (super-block scale x sub-block multiplier) are generally
-    // not representable in the super-block's format: those are stored as fp32.
+    // On the GPU scales are bf16 or fp32 (one cheap decode in the kernels' inner loops): e8m0 and
+    // e4m3 widen to bf16 and fp16 to fp32, exactly. Scales derived from two levels (super-block
+    // scale x sub-block multiplier) that bf16 cannot hold exactly are kept as fp32.
+    auto exact_in = [&](ScaleFormat f) {
+      const std::vector<uint8_t> bytes = EncodeScales(v.scales, f);
+      auto back = DecodeScales(bytes, f, static_cast<int64_t>(v.scales.size()));
+      return back.ok() && std::equal(back->begin(), back->end(), v.scales.begin(), v.scales.end(),
+                                     [](float a, float b) { return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b); });
+    };
     ScaleFormat format = *v.scale_format;
+    if (format == ScaleFormat::kE8m0 || format == ScaleFormat::kE4m3) format = ScaleFormat::kBf16;
+    if (format == ScaleFormat::kFp16) format = ScaleFormat::kFp32;
+    if (format == ScaleFormat::kBf16 && !exact_in(format)) format = ScaleFormat::kFp32;
     m.scales = EncodeScales(v.scales, format);
-    auto back = DecodeScales(m.scales, format, static_cast<int64_t>(v.scales.size()));
-    if (!back.ok() || !std::equal(back->begin(), back->end(), v.scales.begin(), v.scales.end(),
-                                  [](float a, float b) { return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b); })) {
-      format = ScaleFormat::kFp32;
-      m.scales = EncodeScales(v.scales, format);
-    }
     m.scale_type = ToGpuScale(format);
     m.block_rows = g.block_rows;
     m.block_cols = g.block_cols;

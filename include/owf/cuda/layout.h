@@ -27,7 +27,9 @@ inline constexpr int kTileRows = 16;
 inline constexpr int kTileCols = 64;
 inline constexpr int kMaxCodebook = 64;
 
-// Scale storage on the GPU: the container's formats, kept in their own width.
+// Scale storage on the GPU. TileForGpu stores bf16 (bf16, e8m0 and e4m3 scales, exactly) or fp32
+// (fp16 scales and scales bf16 cannot hold, e.g. two-level ones), so that the kernels' inner
+// loops decode a scale with one shift.
 enum class GpuScale : uint8_t { kNone, kBf16, kFp16, kFp32, kE8m0, kE4m3 };
 
 // A quantised matrix as owf stores it (owf/io/packed.h PackedCodes, or a QuantisedTensor).
@@ -35,8 +37,7 @@ struct QuantisedMatrixView {
   std::span<const float> codebook;           // K <= 64 entries
   BlockGeometry geometry;                    // rows, cols and the scaling block
   std::optional<ScaleFormat> scale_format;   // absent: unscaled
-  std::span<const float> scales;             // one per block (decoded); stored in scale_format
-                                             // when exact there (else fp32: two-level scales)
+  std::span<const float> scales;             // one per block (decoded)
   std::span<const float> mins;               // optmin scaling: Unsupported for now
   std::span<const uint16_t> codes;           // rows * cols, row-major
   std::span<const int64_t> outlier_indices;  // flat, ascending
@@ -52,7 +53,7 @@ struct TiledMatrix {
   std::vector<uint32_t> codes;   // row_tiles * col_tiles * 32 * code_bits words
   GpuScale scale_type = GpuScale::kNone;
   int64_t block_rows = 0, block_cols = 0, blocks_across = 0;
-  std::vector<uint8_t> scales;   // the container's bytes (row-major over blocks)
+  std::vector<uint8_t> scales;   // bf16 or fp32 bytes (row-major over blocks)
   // Outliers: exact values for dequantisation, and per-row corrections for products:
   // delta = value - codebook[code] * scale, so that W x = (codes x) + sum delta * x[col].
   std::vector<int64_t> outlier_index;
