@@ -74,16 +74,7 @@ std::vector<int> Sample(Transformer& t, int bos, int length, std::mt19937_64& rn
   t.Reset();
   while (static_cast<int>(seq.size()) < length) {
     const std::vector<float> logits = t.Forward(seq.back(), static_cast<int>(seq.size()) - 1);
-    const float mx = *std::max_element(logits.begin(), logits.end());
-    double total = 0;
-    for (float v : logits) total += std::exp(static_cast<double>(v - mx));
-    double r = static_cast<double>(rng() >> 11) * 0x1p-53 * total;
-    size_t pick = 0;
-    for (; pick + 1 < logits.size(); ++pick) {
-      r -= std::exp(static_cast<double>(logits[pick] - mx));
-      if (r < 0) break;
-    }
-    seq.push_back(static_cast<int>(pick));
+    seq.push_back(SampleToken(logits, static_cast<double>(rng() >> 11) * 0x1p-53));
   }
   return seq;
 }
@@ -97,26 +88,47 @@ std::vector<std::vector<int>> SampleSequences(Transformer& model, int bos, int c
   return seqs;
 }
 
+int SampleToken(std::span<const float> logits, double u) {
+  if (logits.empty()) return 0;
+  const float mx = *std::max_element(logits.begin(), logits.end());
+  double total = 0;
+  for (float v : logits) total += std::exp(static_cast<double>(v - mx));
+  double r = u * total;
+  size_t pick = 0;
+  for (; pick + 1 < logits.size(); ++pick) {
+    r -= std::exp(static_cast<double>(logits[pick] - mx));
+    if (r < 0) break;
+  }
+  return static_cast<int>(pick);
+}
+
+Result<std::vector<std::vector<int>>> ReadSequences(const EvalOptions& opt, const Tokenizer* tokenizer, int vocab) {
+  if (opt.context < 2) return InvalidArgument("--ctx must be at least 2");
+  if (!opt.tokens_file.empty()) return ParseTokens(opt.tokens_file, vocab);
+  std::vector<std::vector<int>> seqs;
+  if (opt.text_file.empty()) return seqs;
+  if (tokenizer == nullptr) return InvalidArgument("tokenizing --text: the reference model has no tokenizer");
+  OWF_ASSIGN_OR_RETURN(auto bytes, ReadFileBytes(opt.text_file));
+  const std::vector<int> ids = tokenizer->Encode(std::string(bytes.begin(), bytes.end()), false);
+  const size_t body = static_cast<size_t>(opt.context - 1);
+  for (size_t i = 0; i + 1 < ids.size(); i += body) {
+    std::vector<int> seq = {std::max(tokenizer->bos_id(), 0)};
+    seq.insert(seq.end(), ids.begin() + static_cast<std::ptrdiff_t>(i),
+               ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + body)));
+    if (seq.size() >= 2) seqs.push_back(std::move(seq));
+  }
+  return seqs;
+}
+
 Result<std::vector<std::vector<int>>> MakeSequences(const ModelReader& reader, Transformer& model,
                                                     const EvalOptions& opt) {
   if (opt.context < 2) return InvalidArgument("--ctx must be at least 2");
   const int vocab = model.vocab_size();
   auto tokenizer = LoadTokenizer(reader);
-  std::vector<std::vector<int>> seqs;
-  if (!opt.tokens_file.empty()) {
-    OWF_ASSIGN_OR_RETURN(seqs, ParseTokens(opt.tokens_file, vocab));
-  } else if (!opt.text_file.empty()) {
-    if (!tokenizer.ok()) return tokenizer.status().WithContext("tokenizing --text");
-    OWF_ASSIGN_OR_RETURN(auto bytes, ReadFileBytes(opt.text_file));
-    const std::vector<int> ids = (*tokenizer)->Encode(std::string(bytes.begin(), bytes.end()), false);
-    const int body = opt.context - 1;
-    for (size_t i = 0; i + 1 < ids.size(); i += static_cast<size_t>(body)) {
-      std::vector<int> seq = {std::max((*tokenizer)->bos_id(), 0)};
-      seq.insert(seq.end(), ids.begin() + static_cast<std::ptrdiff_t>(i),
-                 ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + static_cast<size_t>(body))));
-      if (seq.size() >= 2) seqs.push_back(std::move(seq));
-    }
-  } else {
+  if (!opt.text_file.empty() && !tokenizer.ok()) return tokenizer.status().WithContext("tokenizing --text");
+  OWF_ASSIGN_OR_RETURN(std::vector<std::vector<int>> seqs,
+                       ReadSequences(opt, tokenizer.ok() ? tokenizer->get() : nullptr, vocab));
+  if (opt.tokens_file.empty() && opt.text_file.empty()) {
     const int n = opt.generate > 0 ? opt.generate : 8;
     const int bos = tokenizer.ok() ? (*tokenizer)->bos_id() : 1;
     seqs = SampleSequences(model, bos, n, opt.context, opt.seed);
@@ -128,6 +140,9 @@ Result<std::vector<std::vector<int>>> MakeSequences(const ModelReader& reader, T
 
 Result<EvalResult> Evaluate(const std::string& reference, const std::string& candidate, const EvalOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
+  if (opt.device != "cpu")
+    return InvalidArgument("Evaluate runs on the CPU; device '" + opt.device +
+                           "' is owf::cuda::EvaluateOnGpu (owf/cuda/evaluate.h)");
   OWF_ASSIGN_OR_RETURN(auto ref, Load(reference, opt.threads));
   OWF_ASSIGN_OR_RETURN(auto cand, Load(candidate, opt.threads));
   const int vocab = ref->transformer->vocab_size();

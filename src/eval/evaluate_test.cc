@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -74,6 +75,30 @@ TEST_F(Eval, TokensFileIsEvaluatedAsGiven) {
   auto bad = Evaluate(kModel, kModel, o);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("not a token id"), std::string::npos);
+}
+
+// SampleSequences' step: the first token whose cumulative probability exceeds u.
+TEST(SampleToken, DrawsByCumulativeProbability) {
+  const std::vector<float> logits = {0.0f, 0.0f, std::log(2.0f)};  // p = 1/4, 1/4, 1/2
+  EXPECT_EQ(SampleToken(logits, 0.0), 0);
+  EXPECT_EQ(SampleToken(logits, 0.2), 0);
+  EXPECT_EQ(SampleToken(logits, 0.3), 1);
+  EXPECT_EQ(SampleToken(logits, 0.6), 2);
+  EXPECT_EQ(SampleToken(logits, 0.999999), 2);
+}
+
+TEST(ReadSequences, TextNeedsATokenizerAndNoFileMeansNone) {
+  EvalOptions o;
+  o.text_file = "story.txt";
+  auto text = ReadSequences(o, nullptr, 512);
+  ASSERT_FALSE(text.ok());
+  EXPECT_NE(text.status().message().find("tokenizer"), std::string::npos);
+  o.text_file.clear();
+  auto none = ReadSequences(o, nullptr, 512);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  o.context = 1;
+  EXPECT_FALSE(ReadSequences(o, nullptr, 512).ok());
 }
 
 }  // namespace
