@@ -57,6 +57,7 @@ struct EvalArgs {
   int context = 256;
   int max_sequences = 0;
   int threads = 0;
+  std::string device = "cpu";  // or "cuda"
   bool json = false;
 };
 

@@ -5,6 +5,9 @@
 
 #include "commands.h"
 #include "owf/eval/evaluate.h"
+#ifdef OWF_HAVE_CUDA
+#include "owf/cuda/evaluate.h"
+#endif
 #include "owf/eval/imatrix.h"
 #include "owf/eval/sensitivity.h"
 #include "owf/io/file.h"
@@ -21,7 +24,17 @@ int RunEval(const EvalArgs& a) {
   o.context = a.context;
   o.max_sequences = a.max_sequences;
   o.threads = a.threads;
-  auto r = Evaluate(a.reference, a.candidate, o);
+  o.device = a.device;
+  Result<EvalResult> r = InvalidArgument("unknown --device '" + a.device + "' (cpu, cuda)");
+  if (a.device == "cpu") {
+    r = Evaluate(a.reference, a.candidate, o);
+  } else if (a.device == "cuda") {
+#ifdef OWF_HAVE_CUDA
+    r = cuda::EvaluateOnGpu(a.reference, a.candidate, o);
+#else
+    r = Unsupported("--device cuda: this owf was built without CUDA; configure with -DOWF_CUDA=ON");
+#endif
+  }
   if (!r.ok()) {
     std::fprintf(stderr, "owf: error: %s\n", r.status().message().c_str());
     return 1;
@@ -32,6 +45,11 @@ int RunEval(const EvalArgs& a) {
   j["sequences"] = r->sequences;
   j["seconds"] = r->seconds;
   j["tokens_per_second"] = r->tokens_per_second;
+  j["device"] = r->device;
+  if (!r->phases.empty()) {
+    j["phases"] = nlohmann::json::array();
+    for (const EvalPhase& p : r->phases) j["phases"].push_back({{"name", p.name}, {"seconds", p.seconds}, {"tokens", p.tokens}});
+  }
   if (a.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -48,6 +66,14 @@ int RunEval(const EvalArgs& a) {
   std::printf("same top-1          %.2f%%\n", 100 * k.same_top1_rate);
   std::printf("delta p(top-1)      mean %+.5f, rms %.5f\n", k.delta_p_mean, k.delta_p_rms);
   std::printf("perplexity          reference %.4f, candidate %.4f\n", k.ref_perplexity, k.cand_perplexity);
+  if (!r->phases.empty()) {
+    Table p({"phase (" + r->device + ")", "seconds", "tokens", "tokens/s"});
+    for (const EvalPhase& ph : r->phases)
+      p.AddRow({ph.name, Fixed(ph.seconds, 2), ph.tokens ? std::to_string(ph.tokens) : "",
+                ph.tokens ? Fixed(static_cast<double>(ph.tokens) / (ph.seconds > 0 ? ph.seconds : 1e-9), 0) : ""});
+    std::printf("\n%s", p.Render().c_str());
+  }
+  for (const std::string& note : r->notes) std::printf("%s\n", note.c_str());
   return 0;
 }
 

@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
   eval->add_option("--ctx", ev.context, "Tokens per sequence (default 256)");
   eval->add_option("--max-sequences", ev.max_sequences, "Evaluate at most this many sequences");
   eval->add_option("--threads", ev.threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  eval->add_option("--device", ev.device, "cpu (default) or cuda: run both models on the GPU")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   eval->add_flag("--json", ev.json, "Machine-readable output");
 
   owf::cli::SensitivityArgs sa;
