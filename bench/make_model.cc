@@ -1,5 +1,8 @@
 // Writes a generated Llama-3-8B-shaped bf16 model (a Hugging Face directory: safetensors shards,
-// index, config.json) of roughly the requested size, for benchmarks of whole-model quantisation.
+// index, config.json) of roughly the requested size, for benchmarks of whole-model quantisation
+// and evaluation: Llama 3's widths (d_model 4096, FFN 14336, 32 heads of 128, 8 key-value heads,
+// vocabulary 128256, untied head, rope theta 500000 with Llama 3.1 scaling) and as many layers as
+// the size allows. SIZE_GB 16.06 gives Llama-3-8B's 32 layers (8.03 G parameters).
 //   build/bench/owf_make_model OUT_DIR SIZE_GB [SHARD_GB]
 // Weights are iid Student-t(5)-like values times 0.02 (a fixed table indexed by a xorshift
 // generator: fast, deterministic, heavy-tailed enough to exercise the formats).
@@ -118,11 +121,26 @@ int main(int argc, char** argv) {
   if (!finish()) return 1;
   std::ofstream(dir / "model.safetensors.index.json")
       << nlohmann::json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(1);
+  const int64_t head_dim = 128;
+  const nlohmann::json rope_scaling = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   std::ofstream(dir / "config.json") << nlohmann::json{{"architectures", {"LlamaForCausalLM"}},
-                                                       {"hidden_size", hidden}, {"intermediate_size", inter},
-                                                       {"num_hidden_layers", layers}, {"vocab_size", vocab}}
+                                                       {"model_type", "llama"},
+                                                       {"hidden_size", hidden},
+                                                       {"intermediate_size", inter},
+                                                       {"num_hidden_layers", layers},
+                                                       {"num_attention_heads", hidden / head_dim},
+                                                       {"num_key_value_heads", kv / head_dim},
+                                                       {"vocab_size", vocab},
+                                                       {"hidden_act", "silu"},
+                                                       {"rms_norm_eps", 1e-5},
+                                                       {"rope_theta", 500000.0},
+                                                       {"rope_scaling", rope_scaling},
+                                                       {"max_position_embeddings", 131072},
+                                                       {"tie_word_embeddings", false},
+                                                       {"torch_dtype", "bfloat16"}}
                                             .dump(1);
-  std::printf("wrote %s: %d layers, %zu tensors, %.2f GB in %d shards\n", dir.c_str(), layers, tensors.size(),
-              total / 1e9, shard);
+  std::printf("wrote %s: %d layers, %zu tensors, %.2f G parameters, %.2f GB in %d shards\n", dir.c_str(), layers,
+              tensors.size(), total / 2e9, total / 1e9, shard);
   return 0;
 }
