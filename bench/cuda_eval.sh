@@ -7,6 +7,7 @@
 # Builds nothing: BUILD_DIR must hold owf and bench/owf_make_model built with -DOWF_CUDA=ON.
 #   bench/cuda_eval.sh BUILD_DIR [WORK_DIR=/tmp/owf-cuda-eval] [SPEC='crd4(t)@64:absmax']
 # KEEP=1 keeps WORK_DIR (the model, ~21 GB) for reruns; otherwise it is removed at the end.
+# SIZE_GB / LAYERS (default 16.06 / 32) generate and expect a smaller model, for trying the script.
 set -euo pipefail
 build="${1:?usage: bench/cuda_eval.sh BUILD_DIR [WORK_DIR] [SPEC]}"
 work="${2:-/tmp/owf-cuda-eval}"
@@ -30,9 +31,9 @@ mkdir -p "$work"
 if [ ! -f "$work/model/config.json" ]; then
   echo "== generating a Llama-3-8B-shaped bf16 model in $work/model"
   t=$(now)
-  "$make_model" "$work/model" 16.06 | tee "$work/make_model.txt"
+  "$make_model" "$work/model" "${SIZE_GB:-16.06}" | tee "$work/make_model.txt"
   timings+=("generate model: $(since "$t") s")
-  grep -q " 32 layers" "$work/make_model.txt" || { echo "error: expected 32 layers" >&2; exit 1; }
+  grep -q " ${LAYERS:-32} layers" "$work/make_model.txt" || { echo "error: expected ${LAYERS:-32} layers" >&2; exit 1; }
 fi
 
 if [ ! -f "$work/q.owf.safetensors" ]; then
