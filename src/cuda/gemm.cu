@@ -33,9 +33,13 @@ struct PairTable {
   static constexpr int kBytes = kEntries * (kPerLane ? 32 : 1) * 4;  // one of the two tables
 };
 
+// Row tiles a warp works on together (they share activation loads and loop overhead).
+template <int NT>
+constexpr int kRowTilesPerWarp = NT <= 2 ? 2 : 1;
+
 template <int BITS, int NT>
 constexpr int SharedBytes() {
-  return 2 * PairTable<BITS>::kBytes + kWarps * NT * 128 * 4 + 16;  // tables, warp sums, ticket
+  return 2 * PairTable<BITS>::kBytes + kWarps * kRowTilesPerWarp<NT> * NT * 128 * 4 + 16;  // tables, sums, ticket
 }
 
 __device__ __forceinline__ void SplitBf16(float v, uint32_t& hi, uint32_t& lo) {
@@ -73,15 +77,15 @@ __device__ __forceinline__ void Finish(const MatrixArgs& a, const uint16_t* __re
   y[n * ldy + row] = sum;
 }
 
-// One 16 x 64 tile: acc[nt] += scale * (W_tile x_tile) for the lane's fragment.
-template <int BITS, int NT>
-__device__ __forceinline__ void ProcessTile(const MatrixArgs& a, const unsigned char* smem, uint32_t lane4,
-                                            const uint32_t (&cur)[BITS], uint32_t raw0, uint32_t raw1,
-                                            bool ring_scales, int steps_per_scale, int64_t base0, int64_t base1,
-                                            const uint32_t* const (&xr)[NT], int64_t j, float (&acc)[NT][4]) {
+// Column tile j of RT row tiles: acc[r][nt] += scale * (W_tile x_tile) for the lane's fragment.
+template <int BITS, int NT, int RT>
+__device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned char* smem, uint32_t lane4,
+                                             const uint32_t (&cur)[RT][BITS], const uint32_t (&raw)[RT][2],
+                                             bool ring_scales, int steps_per_scale, const int64_t (&base)[RT][2],
+                                             const uint32_t* const (&xr)[NT], int64_t j, float (&acc)[RT][NT][4]) {
   constexpr int kLo = PairTable<BITS>::kBytes;
   const bool full = j * kTileCols + kTileCols <= a.cols;
-  // The tile's activations (B fragments): all loads issued before any is used.
+  // The activations (B fragments) of this column tile: all loads issued before any is used.
   uint32_t xb[4][NT][2];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
@@ -95,75 +99,72 @@ __device__ __forceinline__ void ProcessTile(const MatrixArgs& a, const unsigned 
       }
     }
   }
-  // Separate accumulators for the hi and lo terms, and (for one n-tile) for even and odd
-  // k-steps: independent mma chains that the scheduler can overlap.
-  constexpr int kChains = 1;
-  float part_hi[kChains][NT][4], part_lo[kChains][NT][4];
+  // Separate accumulators for the hi and lo terms: independent mma chains.
+  float part_hi[RT][NT][4], part_lo[RT][NT][4];
 #pragma unroll
-  for (int c = 0; c < kChains; ++c)
+  for (int r = 0; r < RT; ++r)
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) part_hi[c][nt][i] = part_lo[c][nt][i] = 0.0f;
+      for (int i = 0; i < 4; ++i) part_hi[r][nt][i] = part_lo[r][nt][i] = 0.0f;
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
-    const int c = s % kChains;
     if (full || j * kTileCols + 16 * s < a.cols) {
-      uint32_t hi[4], lo[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const uint32_t off = PairOffset<BITS>(cur, 4 * s + i, lane4);
-        hi[i] = *reinterpret_cast<const uint32_t*>(smem + off);
-        lo[i] = *reinterpret_cast<const uint32_t*>(smem + kLo + off);
-      }
+      for (int r = 0; r < RT; ++r) {
+        uint32_t hi[4], lo[4];
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        Mma(part_hi[c][nt], hi, xb[s][nt][0], xb[s][nt][1]);
-        Mma(part_lo[c][nt], lo, xb[s][nt][0], xb[s][nt][1]);
+        for (int i = 0; i < 4; ++i) {
+          const uint32_t off = PairOffset<BITS>(cur[r], 4 * s + i, lane4);
+          hi[i] = *reinterpret_cast<const uint32_t*>(smem + off);
+          lo[i] = *reinterpret_cast<const uint32_t*>(smem + kLo + off);
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          Mma(part_hi[r][nt], hi, xb[s][nt][0], xb[s][nt][1]);
+          Mma(part_lo[r][nt], lo, xb[s][nt][0], xb[s][nt][1]);
+        }
       }
     }
     if (((s + 1) & (steps_per_scale - 1)) == 0) {
-      float s0, s1;
-      if (ring_scales) {
-        const bool scale16 = a.scale_type == static_cast<int>(GpuScale::kBf16);
-        s0 = __uint_as_float(scale16 ? raw0 << 16 : raw0);
-        s1 = __uint_as_float(scale16 ? raw1 << 16 : raw1);
-      } else {
-        const int64_t col = j * kTileCols + 16 * (s + 1 - steps_per_scale);
-        s0 = ScaleAt(a, base0, col);
-        s1 = ScaleAt(a, base1, col);
-      }
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        float sum[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          sum[i] = part_hi[0][nt][i] + part_lo[0][nt][i];
-          if constexpr (kChains == 2) sum[i] += part_hi[1][nt][i] + part_lo[1][nt][i];
+      for (int r = 0; r < RT; ++r) {
+        float s0, s1;
+        if (ring_scales) {
+          const bool scale16 = a.scale_type == static_cast<int>(GpuScale::kBf16);
+          s0 = __uint_as_float(scale16 ? raw[r][0] << 16 : raw[r][0]);
+          s1 = __uint_as_float(scale16 ? raw[r][1] << 16 : raw[r][1]);
+        } else {
+          const int64_t col = j * kTileCols + 16 * (s + 1 - steps_per_scale);
+          s0 = ScaleAt(a, base[r][0], col);
+          s1 = ScaleAt(a, base[r][1], col);
         }
-        acc[nt][0] = fmaf(s0, sum[0], acc[nt][0]);
-        acc[nt][1] = fmaf(s0, sum[1], acc[nt][1]);
-        acc[nt][2] = fmaf(s1, sum[2], acc[nt][2]);
-        acc[nt][3] = fmaf(s1, sum[3], acc[nt][3]);
 #pragma unroll
-        for (int c2 = 0; c2 < kChains; ++c2)
+        for (int nt = 0; nt < NT; ++nt) {
+          acc[r][nt][0] = fmaf(s0, part_hi[r][nt][0] + part_lo[r][nt][0], acc[r][nt][0]);
+          acc[r][nt][1] = fmaf(s0, part_hi[r][nt][1] + part_lo[r][nt][1], acc[r][nt][1]);
+          acc[r][nt][2] = fmaf(s1, part_hi[r][nt][2] + part_lo[r][nt][2], acc[r][nt][2]);
+          acc[r][nt][3] = fmaf(s1, part_hi[r][nt][3] + part_lo[r][nt][3], acc[r][nt][3]);
 #pragma unroll
-          for (int i = 0; i < 4; ++i) part_hi[c2][nt][i] = part_lo[c2][nt][i] = 0.0f;
+          for (int i = 0; i < 4; ++i) part_hi[r][nt][i] = part_lo[r][nt][i] = 0.0f;
+        }
       }
     }
   }
 }
 
 template <int BITS, int NT>
-__global__ void __launch_bounds__(kThreads, NT == 1 ? 3 : NT == 2 ? 2 : 1) GemmKernel(MatrixArgs a, GemmWorkspace ws, const uint16_t* __restrict__ x,
-                                                       int64_t ldx, int batch, float* __restrict__ y, int64_t ldy,
-                                                       int steps_per_scale) {
+__global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1) GemmKernel(MatrixArgs a, GemmWorkspace ws,
+                                                                        const uint16_t* __restrict__ x, int64_t ldx,
+                                                                        int batch, float* __restrict__ y, int64_t ldy,
+                                                                        int steps_per_scale) {
   using Table = PairTable<BITS>;
+  constexpr int RT = kRowTilesPerWarp<NT>;
   extern __shared__ __align__(16) unsigned char smem[];
   uint32_t* hi_table = reinterpret_cast<uint32_t*>(smem);
   uint32_t* lo_table = reinterpret_cast<uint32_t*>(smem + Table::kBytes);
-  float* partial = reinterpret_cast<float*>(smem + 2 * Table::kBytes);  // [kWarps][NT * 128]
-  unsigned* ticket = reinterpret_cast<unsigned*>(partial + kWarps * NT * 128);
+  float* partial = reinterpret_cast<float*>(smem + 2 * Table::kBytes);  // [kWarps][RT][NT * 128]
+  unsigned* ticket = reinterpret_cast<unsigned*>(partial + kWarps * RT * NT * 128);
 
   constexpr int kCopies = Table::kPerLane ? 32 : 1;
   for (int i = threadIdx.x; i < Table::kEntries * kCopies; i += kThreads) {
@@ -180,7 +181,8 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 3 : NT == 2 ? 2 : 1) GemmK
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const uint32_t lane4 = static_cast<uint32_t>(lane) * 4;
-  const int64_t units = a.row_tiles * ws.k_parts;
+  const int64_t groups = (a.row_tiles + RT - 1) / RT;  // groups of RT row tiles
+  const int64_t units = groups * ws.k_parts;
   const int64_t tiles_per_part = (a.col_tiles + ws.k_parts - 1) / ws.k_parts;
   const bool ring_scales = steps_per_scale == 4;  // one scale per row per tile: prefetched
   const bool scale16 = a.scale_type == static_cast<int>(GpuScale::kBf16);
@@ -195,34 +197,46 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 3 : NT == 2 ? 2 : 1) GemmK
   }
 
   for (int64_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
-    const int64_t tile_row = unit / ws.k_parts;
+    const int64_t group = unit / ws.k_parts;
     const int part = static_cast<int>(unit % ws.k_parts);
     const int64_t j_begin = part * tiles_per_part, j_end = min(a.col_tiles, j_begin + tiles_per_part);
-    const int64_t base0 = RowBase(a, min(tile_row * kTileRows + g, a.rows - 1));
-    const int64_t base1 = RowBase(a, min(tile_row * kTileRows + g + 8, a.rows - 1));
-    const uint32_t* lane_codes = a.codes + (tile_row * a.col_tiles * 32 + lane) * BITS;
-
-    float acc[NT][4];
+    // Row tiles past the matrix (an odd last group) read the last real one and are not written.
+    int64_t base[RT][2];
+    const uint32_t* lane_codes[RT];
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    for (int r = 0; r < RT; ++r) {
+      const int64_t tile_row = min(group * RT + r, a.row_tiles - 1);
+      base[r][0] = RowBase(a, min(tile_row * kTileRows + g, a.rows - 1));
+      base[r][1] = RowBase(a, min(tile_row * kTileRows + g + 8, a.rows - 1));
+      lane_codes[r] = a.codes + (tile_row * a.col_tiles * 32 + lane) * BITS;
+    }
 
-    // A ring of kUnroll slots holding upcoming tiles' codes (and scales): slot u holds tile
-    // j0 + u * kWarps; once read, it is refilled with the tile kUnroll * kWarps further on.
-    uint32_t w[kUnroll][BITS];
-    uint32_t sraw[kUnroll][2];
+    float acc[RT][NT][4];
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) acc[r][nt][0] = acc[r][nt][1] = acc[r][nt][2] = acc[r][nt][3] = 0.0f;
+
+    // A ring of kUnroll slots holding upcoming column tiles' codes (and, when one scale covers
+    // a tile row, scales): slot u holds tile j0 + u * kWarps; once read, it is refilled with the
+    // tile kUnroll * kWarps further on.
+    uint32_t w[kUnroll][RT][BITS];
+    uint32_t sraw[kUnroll][RT][2];
     auto load_slot = [&](int u, int64_t j) {
-      LoadLaneWords<BITS>(lane_codes + j * 32 * BITS, w[u]);
-      if (ring_scales) {
-        // Raw bits (bf16 scales are shifted into fp32 when used, not while the load is pending).
-        const int64_t bc = BlockColumn(a, j * kTileCols);
-        if (scale16) {
-          sraw[u][0] = __ldg(s16 + base0 + bc);
-          sraw[u][1] = __ldg(s16 + base1 + bc);
-        } else if (s32) {
-          sraw[u][0] = __ldg(s32 + base0 + bc);
-          sraw[u][1] = __ldg(s32 + base1 + bc);
-        } else {
-          sraw[u][0] = sraw[u][1] = 0x3F800000u;  // unscaled: 1.0f
+#pragma unroll
+      for (int r = 0; r < RT; ++r) {
+        LoadLaneWords<BITS>(lane_codes[r] + j * 32 * BITS, w[u][r]);
+        if (ring_scales) {  // raw bits: bf16 is shifted into fp32 when used
+          const int64_t bc = BlockColumn(a, j * kTileCols);
+          if (scale16) {
+            sraw[u][r][0] = __ldg(s16 + base[r][0] + bc);
+            sraw[u][r][1] = __ldg(s16 + base[r][1] + bc);
+          } else if (s32) {
+            sraw[u][r][0] = __ldg(s32 + base[r][0] + bc);
+            sraw[u][r][1] = __ldg(s32 + base[r][1] + bc);
+          } else {
+            sraw[u][r][0] = sraw[u][r][1] = 0x3F800000u;  // unscaled: 1.0f
+          }
         }
       }
     };
@@ -234,35 +248,44 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 3 : NT == 2 ? 2 : 1) GemmK
       for (int u = 0; u < kUnroll; ++u) {
         const int64_t j = j0 + u * kWarps;
         if (j < j_end) {
-          uint32_t cur[BITS];
+          uint32_t cur[RT][BITS], raw[RT][2];
 #pragma unroll
-          for (int b = 0; b < BITS; ++b) cur[b] = w[u][b];
-          const uint32_t raw0 = sraw[u][0], raw1 = sraw[u][1];
+          for (int r = 0; r < RT; ++r) {
+#pragma unroll
+            for (int b = 0; b < BITS; ++b) cur[r][b] = w[u][r][b];
+            raw[r][0] = sraw[u][r][0];
+            raw[r][1] = sraw[u][r][1];
+          }
           if (j + kUnroll * kWarps < j_end) load_slot(u, j + kUnroll * kWarps);
-          ProcessTile<BITS, NT>(a, smem, lane4, cur, raw0, raw1, ring_scales, steps_per_scale, base0, base1, xr, j,
-                                acc);
+          ProcessTiles<BITS, NT, RT>(a, smem, lane4, cur, raw, ring_scales, steps_per_scale, base, xr, j, acc);
         }
       }
     }
 
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
+    for (int r = 0; r < RT; ++r)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) partial[warp * NT * 128 + nt * 128 + lane * 4 + i] = acc[nt][i];
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) partial[((warp * RT + r) * NT + nt) * 128 + lane * 4 + i] = acc[r][nt][i];
     __syncthreads();
-    if (ws.k_parts == 1) {
-      for (int idx = threadIdx.x; idx < NT * 128; idx += kThreads) {
-        float sum = 0.0f;
+    for (int r = 0; r < RT; ++r) {
+      const int64_t tile_row = group * RT + r;
+      if (tile_row >= a.row_tiles) break;
+      if (ws.k_parts == 1) {
+        for (int idx = threadIdx.x; idx < NT * 128; idx += kThreads) {
+          float sum = 0.0f;
 #pragma unroll
-        for (int w = 0; w < kWarps; ++w) sum += partial[w * NT * 128 + idx];
-        Finish(a, x, ldx, batch, y, ldy, tile_row, idx, sum);
+          for (int w2 = 0; w2 < kWarps; ++w2) sum += partial[(w2 * RT + r) * NT * 128 + idx];
+          Finish(a, x, ldx, batch, y, ldy, tile_row, idx, sum);
+        }
+        continue;
       }
-    } else {
       float* mine = ws.partials + (tile_row * ws.k_parts + part) * (8 * 128);
       for (int idx = threadIdx.x; idx < NT * 128; idx += kThreads) {
         float sum = 0.0f;
 #pragma unroll
-        for (int w = 0; w < kWarps; ++w) sum += partial[w * NT * 128 + idx];
+        for (int w2 = 0; w2 < kWarps; ++w2) sum += partial[(w2 * RT + r) * NT * 128 + idx];
         mine[idx] = sum;
       }
       __threadfence();
@@ -279,8 +302,9 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 3 : NT == 2 ? 2 : 1) GemmK
         }
         if (threadIdx.x == 0) ws.tickets[tile_row] = 0;
       }
+      __syncthreads();  // `ticket` is reused by the next row tile
     }
-    __syncthreads();  // `partial` and `ticket` are reused by the next unit
+    __syncthreads();  // `partial` is reused by the next unit
   }
 }
 
@@ -314,7 +338,7 @@ Status Launch(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* x, i
               int64_t ldy, int sps, cudaStream_t stream) {
   OWF_ASSIGN_OR_RETURN(const int per_sm, (BlocksPerSm<BITS, NT>()));
   OWF_ASSIGN_OR_RETURN(const int sms, MultiprocessorCount());
-  const int64_t units = a.row_tiles * ws.k_parts;
+  const int64_t units = (a.row_tiles + kRowTilesPerWarp<NT> - 1) / kRowTilesPerWarp<NT> * ws.k_parts;
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(units, static_cast<int64_t>(per_sm) * sms));
   const int bytes = SharedBytes<BITS, NT>();
   GemmKernel<BITS, NT><<<grid, kThreads, bytes, stream>>>(a, ws, x, ldx, batch, y, ldy, sps);
