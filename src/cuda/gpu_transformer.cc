@@ -215,7 +215,7 @@ Status GpuTransformer::Impl::ReserveCache(int64_t rows, int longest) {
 
 // y (n, w.rows) fp32 = x (n, w.cols) bf16 @ W^T.
 Status GpuTransformer::Impl::Product(const Linear& w, const uint16_t* x, int n, float* y) {
-  if (w.quantised && n <= options.code_gemm_max_batch) {
+  if (w.quantised && n <= options.code_gemm_max_batch && w.cols % 2 == 0) {  // Gemm reads x in pairs
     return w.quantised->Gemm(x, w.cols, n, y, w.rows, nullptr).WithContext("DeviceMatrix::Gemm ('" + w.name + "')");
   }
   const uint16_t* weights = w.dense;
