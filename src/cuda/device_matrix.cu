@@ -133,7 +133,7 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   const MatrixArgs& a = s_->args;
   if (batch < 1 || batch > 64) return InvalidArgument("Gemm takes 1 to 64 activation rows, not " + std::to_string(batch));
   if (!x || !y || ldx < a.cols || ldy < a.rows) return InvalidArgument("Gemm needs ldx >= cols and ldy >= rows");
-  if (a.cols % 16 != 0) return InvalidArgument("Gemm needs a column count that is a multiple of 16");
+  if (a.cols % 2 != 0) return InvalidArgument("Gemm needs an even column count (activations are read in pairs)");
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
   return detail::LaunchGemm(a, s_->workspace, x, ldx, batch, y, ldy, stream);

@@ -92,11 +92,10 @@ __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned
     const uint32_t* xj = xr[nt] ? xr[nt] + j * (kTileCols / 2) : nullptr;
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
-      xb[s][nt][0] = xb[s][nt][1] = 0;
-      if (xj && (full || j * kTileCols + 16 * s < a.cols)) {
-        xb[s][nt][0] = __ldg(xj + 8 * s);
-        xb[s][nt][1] = __ldg(xj + 8 * s + 4);
-      }
+      // In the last, partial tile each lane checks its own column pairs (cols is even).
+      const int64_t c0 = j * kTileCols + 16 * s + 2 * ((lane4 >> 2) & 3);
+      xb[s][nt][0] = xj && (full || c0 < a.cols) ? __ldg(xj + 8 * s) : 0u;
+      xb[s][nt][1] = xj && (full || c0 + 8 < a.cols) ? __ldg(xj + 8 * s + 4) : 0u;
     }
   }
   // Separate accumulators for the hi and lo terms: independent mma chains.

@@ -78,7 +78,7 @@ TEST(CudaKernels, GemmMatchesTheCpuReference) {
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const auto& tm : AwkwardMatrices()) {
-    if (tm.cols % 16 != 0) continue;
+    if (tm.cols % 2 != 0) continue;
     SCOPED_TRACE(tm.spec);
     auto q = Quantise(tm);
     ASSERT_TRUE(q.ok()) << q.status().ToString();

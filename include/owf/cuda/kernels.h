@@ -38,7 +38,9 @@ class DeviceMatrix {
   Status DequantiseBf16(uint16_t* out, int64_t ld, Stream stream = nullptr) const;
 
   // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
-  // device memory (ldx >= cols), y fp32 in device memory (ldy >= rows). Tensor cores
+  // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows).
+  // Needs an even column count, and scaling blocks whose width is a multiple of 16 (or one
+  // block across the row); InvalidArgument otherwise. Tensor cores
   // (bf16 mma) with each weight split into two bf16 terms (16 significant bits) and fp32
   // accumulation; outliers are added exactly as sparse corrections. Deterministic: the same
   // inputs give the same bits. Calls on one DeviceMatrix must not run concurrently (streams):
