@@ -242,7 +242,7 @@ std::string GpuModelFiles::CodesUnsupported(const nlohmann::json& d) const {
       "spec",   "fitted",       "shape",  "dtype",    "bits",        "kind",      "codebook",  "group",
       "group_bits", "rows",     "cols",   "coding",   "codes",       "block",     "scale_format", "scales",
       "outliers", "scaling",    "mins",   "super_block", "sub_bits", "super_scales", "sub_scales", "min_bits",
-      "super_mins", "sub_mins"};
+      "super_mins", "sub_mins", "sub_offset"};
   for (const auto& [key, value] : d.items()) {
     if (key == "rotation") return "rotated (the GPU kernels do not undo rotations)";
     if (kKnown.count(key) == 0) return "container field '" + key + "' is not in the GPU layout";
