@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 scripts/apt-install.sh build-essential cmake libboost-math-dev nlohmann-json3-dev libcli11-dev \
   libgtest-dev libgmock-dev libbenchmark-dev
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+# OWF_CMAKE_ARGS adds configure options, e.g. "-DOWF_CUDA=ON" (what .ci/run does when nvcc is there).
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${OWF_CMAKE_ARGS:-} >/dev/null
 cmake --build build -j"$(nproc)"
