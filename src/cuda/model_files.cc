@@ -93,30 +93,6 @@ const void* HostMatrix::dense_bytes() const {
   return bf16.data();
 }
 
-std::vector<double> RopeInverseFrequencies(const TransformerConfig& c) {
-  std::vector<double> inv_freq(static_cast<size_t>(c.rope_dim / 2));
-  const RopeScaling& s = c.rope_scaling;
-  for (int i = 0; i < c.rope_dim / 2; ++i) {
-    double f = std::pow(c.rope_theta, -2.0 * i / c.rope_dim);
-    if (s.type == RopeScalingType::kLinear) {
-      f /= s.factor;
-    } else if (s.type == RopeScalingType::kLlama3) {
-      // Llama 3.1: keep short wavelengths, stretch long ones by `factor`, blend in between.
-      const double wavelen = 2.0 * std::numbers::pi / f;
-      const double low_freq_wavelen = s.original_max_position / s.low_freq_factor;
-      const double high_freq_wavelen = s.original_max_position / s.high_freq_factor;
-      if (wavelen > low_freq_wavelen) {
-        f /= s.factor;
-      } else if (wavelen >= high_freq_wavelen) {
-        const double smooth = (s.original_max_position / wavelen - s.low_freq_factor) /
-                              (s.high_freq_factor - s.low_freq_factor);
-        f = (1.0 - smooth) * f / s.factor + smooth * f;
-      }
-    }
-    inv_freq[static_cast<size_t>(i)] = f;
-  }
-  return inv_freq;
-}
 
 Result<GpuModelConfig> ResolveModelConfig(
     const ModelReader& reader, const std::function<Result<LargeVector<float>>(const std::string&, int64_t)>& read_vector) {

@@ -87,31 +87,6 @@ class WeightLoader {
   const ModelReader& reader_;
 };
 
-// Rotation speed (radians per position) of each rotated pair, with the configured scaling.
-std::vector<double> InverseFrequencies(const TransformerConfig& c) {
-  std::vector<double> inv_freq(c.rope_dim / 2);
-  const RopeScaling& s = c.rope_scaling;
-  for (int i = 0; i < c.rope_dim / 2; ++i) {
-    double f = std::pow(c.rope_theta, -2.0 * i / c.rope_dim);
-    if (s.type == RopeScalingType::kLinear) {
-      f /= s.factor;
-    } else if (s.type == RopeScalingType::kLlama3) {
-      // Llama 3.1: keep short wavelengths, stretch long ones by `factor`, blend in between.
-      const double wavelen = 2.0 * std::numbers::pi / f;
-      const double low_freq_wavelen = s.original_max_position / s.low_freq_factor;
-      const double high_freq_wavelen = s.original_max_position / s.high_freq_factor;
-      if (wavelen > low_freq_wavelen) {
-        f /= s.factor;
-      } else if (wavelen >= high_freq_wavelen) {
-        const double smooth = (s.original_max_position / wavelen - s.low_freq_factor) /
-                              (s.high_freq_factor - s.low_freq_factor);
-        f = (1.0 - smooth) * f / s.factor + smooth * f;
-      }
-    }
-    inv_freq[i] = f;
-  }
-  return inv_freq;
-}
 
 }  // namespace
 
@@ -130,7 +105,7 @@ Transformer::Transformer(TransformerConfig config, TransformerOptions options)
   rope_sin_.resize(c.rope_dim / 2);
   key_cache_.resize(c.n_layers);
   value_cache_.resize(c.n_layers);
-  inv_freq_ = InverseFrequencies(c);
+  inv_freq_ = RopeInverseFrequencies(c);
 }
 
 void Transformer::EnsureCapacity(int positions) {

@@ -14,8 +14,11 @@
 #include "table.h"
 
 namespace owf::cli {
+namespace {
 
-int RunEval(const EvalArgs& a) {
+// Where the token sequences come from (eval and imatrix take the same options).
+template <typename Args>
+EvalOptions SequenceOptions(const Args& a) {
   EvalOptions o;
   o.text_file = a.text;
   o.tokens_file = a.tokens;
@@ -24,6 +27,13 @@ int RunEval(const EvalArgs& a) {
   o.context = a.context;
   o.max_sequences = a.max_sequences;
   o.threads = a.threads;
+  return o;
+}
+
+}  // namespace
+
+int RunEval(const EvalArgs& a) {
+  EvalOptions o = SequenceOptions(a);
   o.device = a.device;
   Result<EvalResult> r = InvalidArgument("unknown --device '" + a.device + "' (cpu, cuda)");
   if (a.device == "cpu") {
@@ -78,14 +88,7 @@ int RunEval(const EvalArgs& a) {
 }
 
 int RunImatrix(const ImatrixArgs& a) {
-  EvalOptions o;
-  o.text_file = a.text;
-  o.tokens_file = a.tokens;
-  o.generate = a.generate;
-  o.seed = a.seed;
-  o.context = a.context;
-  o.max_sequences = a.max_sequences;
-  o.threads = a.threads;
+  const EvalOptions o = SequenceOptions(a);
   auto m = CollectImatrix(a.model, o);
   if (!m.ok()) {
     std::fprintf(stderr, "owf: error: %s\n", m.status().message().c_str());

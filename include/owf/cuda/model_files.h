@@ -97,10 +97,6 @@ Result<GpuModelConfig> ResolveModelConfig(const ModelReader& reader,
                                           const std::function<Result<LargeVector<float>>(const std::string&, int64_t)>&
                                               read_vector);
 
-// Rotation speed (radians per position) of each rotated pair, with the configured scaling: the
-// CPU transformer's formula (Llama 3.1 interpolation included).
-std::vector<double> RopeInverseFrequencies(const TransformerConfig& c);
-
 // Writes the skeleton of a packed file's source at `output` (a file, or a directory for a
 // directory source): every file at full size with the bytes outside tensors (headers,
 // config.json, tokenizer files) restored and the tensors left as holes.

@@ -2,6 +2,7 @@
 // GGUF file's metadata or from a Hugging Face config.json, and the tensor names each source uses.
 #pragma once
 
+#include <vector>
 #include <string>
 
 #include "owf/core/status.h"
@@ -63,6 +64,10 @@ struct TransformerConfig {
 // Face directory). Errors name the missing or malformed key; an architecture other than the
 // Llama family is Unsupported.
 Result<TransformerConfig> ReadTransformerConfig(const ModelReader& reader);
+
+// Rotation speed (radians per position) of each rotated pair (rope_dim / 2 of them), with the
+// configured scaling (linear, or Llama 3's wavelength-dependent blend).
+std::vector<double> RopeInverseFrequencies(const TransformerConfig& config);
 // The same from a parsed config.json.
 Result<TransformerConfig> ParseHfConfig(const nlohmann::json& config);
 
