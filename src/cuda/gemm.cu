@@ -165,15 +165,21 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1) GemmKernel(MatrixAr
   float* partial = reinterpret_cast<float*>(smem + 2 * Table::kBytes);  // [kWarps][RT][NT * 128]
   unsigned* ticket = reinterpret_cast<unsigned*>(partial + kWarps * RT * NT * 128);
 
+  // Each code's split (hi | lo << 16) once, then the pair tables from those (shared-memory reads:
+  // the tables are rebuilt by every block, so this is on the critical path of short launches).
+  __shared__ uint32_t split[kMaxCodebook];
+  if (threadIdx.x < kMaxCodebook) {
+    uint32_t h, l;
+    SplitBf16(static_cast<int>(threadIdx.x) < a.codebook_size ? a.codebook[threadIdx.x] : 0.0f, h, l);
+    split[threadIdx.x] = h | l << 16;
+  }
+  __syncthreads();
   constexpr int kCopies = Table::kPerLane ? 32 : 1;
   for (int i = threadIdx.x; i < Table::kEntries * kCopies; i += kThreads) {
     const int e = i / kCopies;
-    const int c0 = e & ((1 << BITS) - 1), c1 = e >> BITS;
-    uint32_t h0, l0, h1, l1;
-    SplitBf16(c0 < a.codebook_size ? a.codebook[c0] : 0.0f, h0, l0);
-    SplitBf16(c1 < a.codebook_size ? a.codebook[c1] : 0.0f, h1, l1);
-    hi_table[i] = h0 | h1 << 16;
-    lo_table[i] = l0 | l1 << 16;
+    const uint32_t s0 = split[e & ((1 << BITS) - 1)], s1 = split[e >> BITS];
+    hi_table[i] = (s0 & 0xFFFFu) | s1 << 16;
+    lo_table[i] = s0 >> 16 | (s1 & 0xFFFF0000u);
   }
   __syncthreads();
 
