@@ -42,43 +42,19 @@ struct MatrixArgs {
   int64_t outliers;
 };
 
-// A stored scale's bits (0 when unscaled), so that loads can be issued early.
+// A stored scale's bits (bf16 or fp32; 0 when unscaled), so that loads can be issued early and
+// decoded (DecodeRawScale) only when used.
 __device__ __forceinline__ uint32_t RawScale(const uint8_t* __restrict__ s, int type, int64_t b) {
-  switch (type) {
-    case static_cast<int>(GpuScale::kBf16):
-    case static_cast<int>(GpuScale::kFp16):
-      return __ldg(reinterpret_cast<const uint16_t*>(s) + b);
-    case static_cast<int>(GpuScale::kFp32):
-      return __ldg(reinterpret_cast<const uint32_t*>(s) + b);
-    case static_cast<int>(GpuScale::kE8m0):
-    case static_cast<int>(GpuScale::kE4m3):
-      return __ldg(s + b);
-    default:
-      return 0;
-  }
+  if (type == static_cast<int>(GpuScale::kBf16)) return __ldg(reinterpret_cast<const uint16_t*>(s) + b);
+  if (type == static_cast<int>(GpuScale::kFp32)) return __ldg(reinterpret_cast<const uint32_t*>(s) + b);
+  return 0;
 }
 
 // The value of a stored scale, exactly as DecodeScales gives it on the CPU (1 when unscaled).
 __device__ __forceinline__ float DecodeRawScale(uint32_t raw, int type) {
-  switch (type) {
-    case static_cast<int>(GpuScale::kBf16):
-      return __uint_as_float(raw << 16);
-    case static_cast<int>(GpuScale::kFp16):
-      return __half2float(__ushort_as_half(static_cast<unsigned short>(raw)));
-    case static_cast<int>(GpuScale::kFp32):
-      return __uint_as_float(raw);
-    case static_cast<int>(GpuScale::kE8m0):
-      return raw == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(raw << 23);  // 2^(e - 127)
-    case static_cast<int>(GpuScale::kE4m3): {
-      const uint32_t e = (raw >> 3) & 15u, m = raw & 7u;
-      // e = 0: m/8 * 2^-7 = m * 2^-10; else (1 + m/8) * 2^(e-8) = (8 + m) * 2^(e-11): exact.
-      const float v = e == 0 ? static_cast<float>(m) * __uint_as_float(117u << 23)
-                             : static_cast<float>(8u + m) * __uint_as_float((e + 116u) << 23);
-      return (raw & 0x80u) ? -v : v;
-    }
-    default:
-      return 1.0f;
-  }
+  if (type == static_cast<int>(GpuScale::kBf16)) return __uint_as_float(raw << 16);
+  if (type == static_cast<int>(GpuScale::kFp32)) return __uint_as_float(raw);
+  return 1.0f;
 }
 
 __device__ __forceinline__ float DecodeScale(const uint8_t* __restrict__ s, int type, int64_t b) {

@@ -130,9 +130,8 @@ __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned
       for (int r = 0; r < RT; ++r) {
         float s0, s1;
         if (ring_scales) {
-          const bool scale16 = a.scale_type == static_cast<int>(GpuScale::kBf16);
-          s0 = __uint_as_float(scale16 ? raw[r][0] << 16 : raw[r][0]);
-          s1 = __uint_as_float(scale16 ? raw[r][1] << 16 : raw[r][1]);
+          s0 = DecodeRawScale(raw[r][0], a.scale_type);
+          s1 = DecodeRawScale(raw[r][1], a.scale_type);
         } else {
           const int64_t col = j * kTileCols + 16 * (s + 1 - steps_per_scale);
           s0 = ScaleAt(a, base[r][0], col);
@@ -190,9 +189,6 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1) GemmKernel(MatrixAr
   const int64_t units = groups * ws.k_parts;
   const int64_t tiles_per_part = (a.col_tiles + ws.k_parts - 1) / ws.k_parts;
   const bool ring_scales = steps_per_scale == 4;  // one scale per row per tile: prefetched
-  const bool scale16 = a.scale_type == static_cast<int>(GpuScale::kBf16);
-  const uint16_t* s16 = reinterpret_cast<const uint16_t*>(a.scales);
-  const uint32_t* s32 = a.scale_type == static_cast<int>(GpuScale::kFp32) ? reinterpret_cast<const uint32_t*>(a.scales) : nullptr;
   // Activation pointers of this lane's B-fragment column in each n-tile (as bf16 pairs).
   const uint32_t* xr[NT];
 #pragma unroll
@@ -231,17 +227,10 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1) GemmKernel(MatrixAr
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         LoadLaneWords<BITS>(lane_codes[r] + j * 32 * BITS, w[u][r]);
-        if (ring_scales) {  // raw bits: bf16 is shifted into fp32 when used
+        if (ring_scales) {  // raw bits, decoded when used (not while the load is pending)
           const int64_t bc = BlockColumn(a, j * kTileCols);
-          if (scale16) {
-            sraw[u][r][0] = __ldg(s16 + base[r][0] + bc);
-            sraw[u][r][1] = __ldg(s16 + base[r][1] + bc);
-          } else if (s32) {
-            sraw[u][r][0] = __ldg(s32 + base[r][0] + bc);
-            sraw[u][r][1] = __ldg(s32 + base[r][1] + bc);
-          } else {
-            sraw[u][r][0] = sraw[u][r][1] = 0x3F800000u;  // unscaled: 1.0f
-          }
+          sraw[u][r][0] = RawScale(a.scales, a.scale_type, base[r][0] + bc);
+          sraw[u][r][1] = RawScale(a.scales, a.scale_type, base[r][1] + bc);
         }
       }
     };

@@ -9,26 +9,9 @@
 namespace owf::cuda {
 namespace {
 
-GpuScale ToGpuScale(ScaleFormat f) {
-  switch (f) {
-    case ScaleFormat::kBf16: return GpuScale::kBf16;
-    case ScaleFormat::kFp16: return GpuScale::kFp16;
-    case ScaleFormat::kFp32: return GpuScale::kFp32;
-    case ScaleFormat::kE8m0: return GpuScale::kE8m0;
-    case ScaleFormat::kE4m3: return GpuScale::kE4m3;
-  }
-  return GpuScale::kNone;
-}
-
 std::optional<ScaleFormat> FromGpuScale(GpuScale s) {
-  switch (s) {
-    case GpuScale::kBf16: return ScaleFormat::kBf16;
-    case GpuScale::kFp16: return ScaleFormat::kFp16;
-    case GpuScale::kFp32: return ScaleFormat::kFp32;
-    case GpuScale::kE8m0: return ScaleFormat::kE8m0;
-    case GpuScale::kE4m3: return ScaleFormat::kE4m3;
-    case GpuScale::kNone: break;
-  }
+  if (s == GpuScale::kBf16) return ScaleFormat::kBf16;
+  if (s == GpuScale::kFp32) return ScaleFormat::kFp32;
   return std::nullopt;
 }
 
@@ -109,18 +92,19 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
     // On the GPU scales are bf16 or fp32 (one cheap decode in the kernels' inner loops): e8m0 and
     // e4m3 widen to bf16 and fp16 to fp32, exactly. Scales derived from two levels (super-block
     // scale x sub-block multiplier) that bf16 cannot hold exactly are kept as fp32.
-    auto exact_in = [&](ScaleFormat f) {
-      const std::vector<uint8_t> bytes = EncodeScales(v.scales, f);
-      auto back = DecodeScales(bytes, f, static_cast<int64_t>(v.scales.size()));
-      return back.ok() && std::equal(back->begin(), back->end(), v.scales.begin(), v.scales.end(),
-                                     [](float a, float b) { return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b); });
-    };
-    ScaleFormat format = *v.scale_format;
-    if (format == ScaleFormat::kE8m0 || format == ScaleFormat::kE4m3) format = ScaleFormat::kBf16;
-    if (format == ScaleFormat::kFp16) format = ScaleFormat::kFp32;
-    if (format == ScaleFormat::kBf16 && !exact_in(format)) format = ScaleFormat::kFp32;
+    const bool bf16 = *v.scale_format == ScaleFormat::kBf16 || *v.scale_format == ScaleFormat::kE8m0 ||
+                      *v.scale_format == ScaleFormat::kE4m3;
+    ScaleFormat format = bf16 ? ScaleFormat::kBf16 : ScaleFormat::kFp32;
     m.scales = EncodeScales(v.scales, format);
-    m.scale_type = ToGpuScale(format);
+    if (bf16) {
+      auto back = DecodeScales(m.scales, format, static_cast<int64_t>(v.scales.size()));
+      const auto same_bits = [](float a, float b) { return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b); };
+      if (!back.ok() || !std::equal(back->begin(), back->end(), v.scales.begin(), v.scales.end(), same_bits)) {
+        format = ScaleFormat::kFp32;
+        m.scales = EncodeScales(v.scales, format);
+      }
+    }
+    m.scale_type = format == ScaleFormat::kBf16 ? GpuScale::kBf16 : GpuScale::kFp32;
     m.block_rows = g.block_rows;
     m.block_cols = g.block_cols;
     m.blocks_across = g.blocks_across();

@@ -250,29 +250,26 @@ Result<HostMatrix> GpuModelFiles::ReadMatrix(const std::string& name, int64_t ro
         return InvalidData("packed tensor '" + name + "' is stored as " + std::to_string(p.geometry.rows) + " x " +
                            std::to_string(p.geometry.cols) + ", expected " + ShapeString({rows, cols}));
       }
-      if (p.rotation_seed) {
-        why = "rotated (the GPU kernels do not undo rotations)";
-      } else {
-        QuantisedMatrixView view;
-        view.codebook = p.codebook;
-        view.geometry = p.geometry;
-        view.scale_format = p.scale_format;
-        view.scales = p.scales;
-        view.mins = p.mins;
-        view.codes = p.codes;
-        view.outlier_indices = p.outlier_indices;
-        view.outlier_values = p.outlier_values;
-        view.rotation_seed = p.rotation_seed;
-        Result<TiledMatrix> tiled = TileForGpu(view);
-        if (tiled.ok()) {
-          h.tiled = std::move(*tiled);
-          return h;
-        }
-        if (tiled.status().code() != StatusCode::kUnsupported) {
-          return tiled.status().WithContext("packed tensor '" + name + "' in the GPU layout");
-        }
-        why = tiled.status().message();
+      // A rotated tensor never gets here (CodesUnsupported); TileForGpu refuses what else it cannot run.
+      QuantisedMatrixView view;
+      view.codebook = p.codebook;
+      view.geometry = p.geometry;
+      view.scale_format = p.scale_format;
+      view.scales = p.scales;
+      view.mins = p.mins;
+      view.codes = p.codes;
+      view.outlier_indices = p.outlier_indices;
+      view.outlier_values = p.outlier_values;
+      view.rotation_seed = p.rotation_seed;
+      Result<TiledMatrix> tiled = TileForGpu(view);
+      if (tiled.ok()) {
+        h.tiled = std::move(*tiled);
+        return h;
       }
+      if (tiled.status().code() != StatusCode::kUnsupported) {
+        return tiled.status().WithContext("packed tensor '" + name + "' in the GPU layout");
+      }
+      why = tiled.status().message();
     }
     if (codes) h.fallback = why;
     OWF_ASSIGN_OR_RETURN(const Tensor t, ReadPackedTensor(*file_, name, d));

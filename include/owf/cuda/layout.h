@@ -30,7 +30,7 @@ inline constexpr int kMaxCodebook = 64;
 // Scale storage on the GPU. TileForGpu stores bf16 (bf16, e8m0 and e4m3 scales, exactly) or fp32
 // (fp16 scales and scales bf16 cannot hold, e.g. two-level ones), so that the kernels' inner
 // loops decode a scale with one shift.
-enum class GpuScale : uint8_t { kNone, kBf16, kFp16, kFp32, kE8m0, kE4m3 };
+enum class GpuScale : uint8_t { kNone, kBf16, kFp32 };
 
 // A quantised matrix as owf stores it (owf/io/packed.h PackedCodes, or a QuantisedTensor).
 struct QuantisedMatrixView {
