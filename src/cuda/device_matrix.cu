@@ -82,7 +82,11 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
       (m.block_rows < 1 || m.block_cols < 1 || m.blocks_across != (m.cols + m.block_cols - 1) / m.block_cols))
     return InvalidArgument("tiled matrix scaling blocks are inconsistent");
   if (m.scale_type != GpuScale::kNone && m.scale_type != GpuScale::kBf16 && m.scale_type != GpuScale::kFp32)
-    return InvalidArgument("GPU matrices hold bf16 or fp32 scales (TileForGpu converts the others)");
+    return InvalidArgument("a tiled matrix's scales are bf16 or fp32");
+  const int64_t scale_width = m.scale_type == GpuScale::kBf16 ? 2 : 4;
+  if (m.scale_type != GpuScale::kNone &&
+      static_cast<int64_t>(m.scales.size()) != ((m.rows + m.block_rows - 1) / m.block_rows) * m.blocks_across * scale_width)
+    return InvalidArgument("tiled matrix scale bytes do not match its blocks");
   if (!m.outlier_index.empty() && static_cast<int64_t>(m.outlier_row_start.size()) != m.rows + 1)
     return InvalidArgument("tiled matrix outlier rows are inconsistent");
   auto s = std::make_unique<State>();
