@@ -8,31 +8,13 @@
 #include <vector>
 
 #include "owf/entropy/coder.h"
+#include "test_symbols.h"
 
 namespace owf {
 namespace {
 
-std::vector<uint16_t> GaussianSymbols(size_t n, int levels, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::vector<uint16_t> out(n);
-  for (auto& s : out) {
-    const double t = (normal(rng) / 3.0 + 1.0) / 2.0 * (levels - 1);
-    s = static_cast<uint16_t>(std::clamp<double>(std::round(t), 0, levels - 1));
-  }
-  return out;
-}
-
-double IdealBits(const std::vector<uint16_t>& symbols, int k) {
-  std::vector<double> counts(k, 0);
-  for (uint16_t s : symbols) counts[s] += 1;
-  const double n = static_cast<double>(symbols.size());
-  double bits = 0;
-  for (double c : counts) {
-    if (c > 0) bits -= c * std::log2(c / n);
-  }
-  return bits;
-}
+using testing::GaussianSymbols;
+using testing::IdealBits;
 
 std::vector<uint8_t> Encode(const std::vector<uint16_t>& symbols, int k, int streams = 32,
                             int prob_bits = 0, int threads = 0) {
