@@ -111,7 +111,21 @@ __device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Host-side launchers (gemm.cu, dequantise.cu).
+// Outlier corrections of `row` for activation row b (bf16 activations, row stride ldx), added to
+// `sum` in CSR order.
+__device__ __forceinline__ float WithOutliers(const MatrixArgs& a, const uint16_t* __restrict__ x, int64_t ldx, int b,
+                                              int64_t row, float sum) {
+  if (a.outlier_row_start) {
+    const uint16_t* xb = x + b * ldx;
+    for (int32_t o = a.outlier_row_start[row]; o < a.outlier_row_start[row + 1]; ++o)
+      sum = fmaf(a.outlier_delta[o], __uint_as_float(static_cast<uint32_t>(xb[a.outlier_col[o]]) << 16), sum);
+  }
+  return sum;
+}
+
+// Host-side launchers (gemm.cu, gemv.cu, dequantise.cu).
+Result<int> MultiprocessorCount();
+
 struct GemmWorkspace {
   float* partials = nullptr;  // k_parts * row_tiles * 8 * 128 floats
   unsigned* tickets = nullptr;  // row_tiles counters, zero between calls
@@ -121,6 +135,25 @@ Status LaunchGemm(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* 
                   int64_t ldy, cudaStream_t stream);
 // The number of K parts the GEMM splits a matrix into (1 when rows alone fill the GPU).
 Result<int> GemmKParts(const MatrixArgs& a);
+
+// The CUDA-core GEMV (gemv.cu) for 1..kGemvMaxBatch activation rows: a one-block-per-SM grid,
+// `warps` warps with work over `steps` (groups of row tiles x column tiles), and per group up to
+// `segments` partial sums of 64 floats. One plan per kernel shape (batch 1, 2, 3-4).
+constexpr int kGemvMaxBatch = 4;
+constexpr int kGemvGroupOutputs = 64;
+struct GemvWorkspace {
+  float* partials = nullptr;    // row_tiles * segments * kGemvGroupOutputs floats
+  unsigned* tickets = nullptr;  // row_tiles counters, zero between calls
+  int64_t steps = 0, segments = 1, warps = 1;
+  int blocks = 1;
+  int col_shift = 30, row_shift = 30;  // scale of (row, column tile j): (row >> row_shift, j >> col_shift)
+};
+GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int batch);
+// Whether the GEMV takes this product (batch, one scale per row per 64-column tile, and the
+// activations fit in shared memory).
+bool GemvHandles(const MatrixArgs& a, int batch);
+Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
+                  int64_t ldy, cudaStream_t stream);
 Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream);
 
 }  // namespace owf::cuda::detail

@@ -49,12 +49,18 @@ struct DeviceMatrix::State {
   int64_t rows = 0, cols = 0, weight_bytes = 0;
   MatrixArgs args{};
   detail::GemmWorkspace workspace;
+  detail::GemvWorkspace gemv[3];  // batch 1, 2, 3-4
   std::vector<void*> allocations;
 
   template <typename T>
   Status Upload(const std::vector<T>& v, T** out) {
     OWF_RETURN_IF_ERROR(UploadVector(v, out));
     if (*out) allocations.push_back(*out);
+    return Status::Ok();
+  }
+  Status Allocate(size_t bytes, void** out) {
+    OWF_CUDA_RETURN_IF_ERROR(cudaMalloc(out, bytes));
+    allocations.push_back(*out);
     return Status::Ok();
   }
   ~State() {
@@ -114,16 +120,23 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   a.col_tiles = m.col_tiles;
   a.row_tiles = m.row_tiles;
   a.outliers = static_cast<int64_t>(m.outlier_index.size());
-  // Split-K workspace: partial sums for up to 8 n-tiles per part, and a ticket per row tile.
+  // Tickets per row tile (shared by the GEMV and the split-K GEMM: calls do not overlap), the
+  // GEMM's split-K partial sums for up to 8 n-tiles per part, and the GEMV's segment sums.
+  const size_t tickets = static_cast<size_t>(a.row_tiles) * sizeof(unsigned);
+  OWF_RETURN_IF_ERROR(s->Allocate(tickets, reinterpret_cast<void**>(&s->workspace.tickets)));
+  OWF_CUDA_RETURN_IF_ERROR(cudaMemset(s->workspace.tickets, 0, tickets));
   OWF_ASSIGN_OR_RETURN(s->workspace.k_parts, detail::GemmKParts(a));
   if (s->workspace.k_parts > 1) {
     const size_t floats = static_cast<size_t>(s->workspace.k_parts * a.row_tiles * 8 * 128);
-    OWF_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&s->workspace.partials), floats * sizeof(float)));
-    s->allocations.push_back(s->workspace.partials);
-    const size_t tickets = static_cast<size_t>(a.row_tiles) * sizeof(unsigned);
-    OWF_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&s->workspace.tickets), tickets));
-    s->allocations.push_back(s->workspace.tickets);
-    OWF_CUDA_RETURN_IF_ERROR(cudaMemset(s->workspace.tickets, 0, tickets));
+    OWF_RETURN_IF_ERROR(s->Allocate(floats * sizeof(float), reinterpret_cast<void**>(&s->workspace.partials)));
+  }
+  OWF_ASSIGN_OR_RETURN(const int sms, detail::MultiprocessorCount());
+  for (int k = 0; k < 3; ++k) {
+    detail::GemvWorkspace& w = s->gemv[k];
+    w = detail::PlanGemv(a, sms, k + 1);
+    w.tickets = s->workspace.tickets;
+    const size_t floats = static_cast<size_t>(a.row_tiles * w.segments * detail::kGemvGroupOutputs);
+    OWF_RETURN_IF_ERROR(s->Allocate(floats * sizeof(float), reinterpret_cast<void**>(&w.partials)));
   }
   return DeviceMatrix(std::move(s));
 }
@@ -140,6 +153,8 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   if (a.cols % 2 != 0) return InvalidArgument("Gemm needs an even column count (activations are read in pairs)");
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
+  if (detail::GemvHandles(a, batch))
+    return detail::LaunchGemv(a, s_->gemv[std::min(batch, 3) - 1], x, ldx, batch, y, ldy, stream);
   return detail::LaunchGemm(a, s_->workspace, x, ldx, batch, y, ldy, stream);
 }
 

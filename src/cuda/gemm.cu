@@ -69,12 +69,7 @@ __device__ __forceinline__ void Finish(const MatrixArgs& a, const uint16_t* __re
   const int64_t row = tile_row * kTileRows + (l >> 2) + 8 * (i >> 1);
   const int n = nt * 8 + 2 * (l & 3) + (i & 1);
   if (row >= a.rows || n >= batch) return;
-  if (a.outlier_row_start) {
-    const uint16_t* xn = x + n * ldx;
-    for (int32_t o = a.outlier_row_start[row]; o < a.outlier_row_start[row + 1]; ++o)
-      sum = fmaf(a.outlier_delta[o], __uint_as_float(static_cast<uint32_t>(xn[a.outlier_col[o]]) << 16), sum);
-  }
-  y[n * ldy + row] = sum;
+  y[n * ldy + row] = WithOutliers(a, x, ldx, n, row, sum);
 }
 
 // Column tile j of RT row tiles: acc[r][nt] += scale * (W_tile x_tile) for the lane's fragment.
@@ -317,16 +312,6 @@ Result<int> BlocksPerSm() {
   return blocks;
 }
 
-Result<int> MultiprocessorCount() {
-  static int cached = 0;
-  if (cached > 0) return cached;
-  int device = 0, sms = 0;
-  OWF_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  OWF_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  cached = sms;
-  return sms;
-}
-
 template <int BITS, int NT>
 Status Launch(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
               int64_t ldy, int sps, cudaStream_t stream) {
@@ -350,6 +335,16 @@ Status LaunchBits(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* 
 }
 
 }  // namespace
+
+Result<int> MultiprocessorCount() {
+  static int cached = 0;
+  if (cached > 0) return cached;
+  int device = 0, sms = 0;
+  OWF_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  OWF_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  cached = sms;
+  return sms;
+}
 
 Result<int> GemmKParts(const MatrixArgs& a) {
   OWF_ASSIGN_OR_RETURN(const int sms, MultiprocessorCount());

@@ -70,13 +70,41 @@ TEST(CudaKernels, DequantiseIsBitExact) {
   }
 }
 
-// Products agree with a double-precision product of the CPU's dequantised weights and the same
-// bf16 activations, within the error of the two-term bf16 weight split (2^-17 relative) plus
-// fp32 accumulation, for every batch size class and awkward shapes and strides.
+// Runs Gemm on random bf16 activations and checks every output against a double-precision
+// product of the CPU's dequantised weights and the same activations, within the error of the
+// two-term bf16 weight split of the tensor-core path (2^-17 relative) plus fp32 accumulation (the
+// CUDA-core path for batches 1-4 multiplies fp32 codebook values and is tighter still).
+void ExpectGemmMatches(const QuantisedTensor& q, const DeviceMatrix& d, int batch, std::mt19937& rng) {
+  SCOPED_TRACE(batch);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t rows = q.geometry.rows, cols = q.geometry.cols;
+  const int64_t ldx = cols + 16, ldy = rows + 3;
+  std::vector<uint16_t> x(static_cast<size_t>(batch * ldx));
+  for (auto& v : x) v = Bf16FromFloat(normal(rng));
+  DeviceBuffer<uint16_t> dx(x.size());
+  dx.Upload(x);
+  DeviceBuffer<float> dy(static_cast<size_t>(batch * ldy));
+  ASSERT_TRUE(d.Gemm(dx.p, ldx, batch, dy.p, ldy).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<float> y = dy.Download();
+  for (int b = 0; b < batch; ++b) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double ref = 0, mag = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double w = q.values.data[static_cast<size_t>(r * cols + c)];
+        const double xv = FloatFromBf16(x[static_cast<size_t>(b * ldx + c)]);
+        ref += w * xv;
+        mag += std::abs(w * xv);
+      }
+      ASSERT_NEAR(y[static_cast<size_t>(b * ldy + r)], ref, 3e-5 * mag + 1e-30) << "row " << r << " batch row " << b;
+    }
+  }
+}
+
+// Every batch size class (1-4: CUDA cores; more: tensor cores) on awkward shapes and strides.
 TEST(CudaKernels, GemmMatchesTheCpuReference) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const auto& tm : AwkwardMatrices()) {
     if (tm.cols % 2 != 0) continue;
     SCOPED_TRACE(tm.spec);
@@ -84,47 +112,52 @@ TEST(CudaKernels, GemmMatchesTheCpuReference) {
     ASSERT_TRUE(q.ok()) << q.status().ToString();
     auto d = UploadQuantised(*q);
     ASSERT_TRUE(d.ok()) << d.status().ToString();
-    for (int batch : {1, 3, 8, 13, 16, 31, 33, 64}) {
-      SCOPED_TRACE(batch);
-      const int64_t ldx = tm.cols + 16, ldy = tm.rows + 3;
-      std::vector<uint16_t> x(static_cast<size_t>(batch * ldx));
-      for (auto& v : x) v = Bf16FromFloat(normal(rng));
-      DeviceBuffer<uint16_t> dx(x.size());
-      dx.Upload(x);
-      DeviceBuffer<float> dy(static_cast<size_t>(batch * ldy));
-      ASSERT_TRUE(d->Gemm(dx.p, ldx, batch, dy.p, ldy).ok());
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      const std::vector<float> y = dy.Download();
-      for (int b = 0; b < batch; ++b) {
-        for (int64_t r = 0; r < tm.rows; ++r) {
-          double ref = 0, mag = 0;
-          for (int64_t c = 0; c < tm.cols; ++c) {
-            const double w = q->values.data[static_cast<size_t>(r * tm.cols + c)];
-            const double xv = FloatFromBf16(x[static_cast<size_t>(b * ldx + c)]);
-            ref += w * xv;
-            mag += std::abs(w * xv);
-          }
-          ASSERT_NEAR(y[static_cast<size_t>(b * ldy + r)], ref, 3e-5 * mag + 1e-30) << "row " << r << " batch row " << b;
-        }
-      }
-    }
+    for (int batch : {1, 2, 3, 4, 5, 8, 13, 16, 31, 33, 64}) ExpectGemmMatches(*q, *d, batch, rng);
+  }
+}
+
+// Matrices large enough that the small-batch kernel gives each warp several tiles, so that warp
+// ranges start and end inside row tiles (partial sums of several warps per row tile), for every
+// table shape (1-6 bit codes) and with outliers.
+TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(12);
+  const std::vector<testing::TestMatrix> matrices = {
+      {"crd4(t,df=5)@64:absmax", 1000, 4032},
+      {"crd3(laplace)@128:absmax:e8m0+outliers(0.005)", 517, 3000},
+      {"int2@64:absmax", 300, 4096},
+      {"lut(-1,1)@channel:absmax", 96, 8192},
+      {"crd5(t,df=7)@128:absmax:e4m3", 250, 2048},
+      {"crd6(normal)@256:absmax:fp32", 130, 2304},
+  };
+  for (const auto& tm : matrices) {
+    SCOPED_TRACE(tm.spec);
+    auto q = Quantise(tm);
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    auto d = UploadQuantised(*q);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    for (int batch : {1, 2, 4}) ExpectGemmMatches(*q, *d, batch, rng);
   }
 }
 
 TEST(CudaKernels, GemmIsDeterministic) {
   SKIP_WITHOUT_GPU();
-  auto q = Quantise({"crd4(t,df=5)@64:absmax", 300, 1024});
+  auto q = Quantise({"crd4(t,df=5)@64:absmax", 1000, 2048});
   ASSERT_TRUE(q.ok());
   auto d = UploadQuantised(*q);
   ASSERT_TRUE(d.ok());
-  std::vector<uint16_t> x(4 * 1024);
+  std::vector<uint16_t> x(16 * 2048);
   for (size_t i = 0; i < x.size(); ++i) x[i] = Bf16FromFloat(std::sin(0.37f * static_cast<float>(i)));
   DeviceBuffer<uint16_t> dx(x.size());
   dx.Upload(x);
-  DeviceBuffer<float> y1(4 * 300), y2(4 * 300);
-  ASSERT_TRUE(d->Gemm(dx.p, 1024, 4, y1.p, 300).ok());
-  ASSERT_TRUE(d->Gemm(dx.p, 1024, 4, y2.p, 300).ok());
-  EXPECT_EQ(y1.Download(), y2.Download());
+  for (int batch : {1, 4, 16}) {  // the split-row GEMV and the split-K GEMM
+    DeviceBuffer<float> y1(static_cast<size_t>(batch) * 1000), y2(static_cast<size_t>(batch) * 1000);
+    for (int rep = 0; rep < 3; ++rep) {
+      ASSERT_TRUE(d->Gemm(dx.p, 2048, batch, y1.p, 1000).ok());
+      ASSERT_TRUE(d->Gemm(dx.p, 2048, batch, y2.p, 1000).ok());
+      EXPECT_EQ(y1.Download(), y2.Download()) << "batch " << batch;
+    }
+  }
 }
 
 TEST(CudaKernels, GemmRejectsBadShapes) {
