@@ -67,14 +67,14 @@ __device__ __forceinline__ int64_t BlockColumn(const MatrixArgs& a, int64_t col)
   return b < a.blocks_across ? b : a.blocks_across - 1;
 }
 
-// The scale of (row, col); `row_base` = (row / block_rows) * blocks_across.
-__device__ __forceinline__ float ScaleAt(const MatrixArgs& a, int64_t row_base, int64_t col) {
-  if (a.scale_type == static_cast<int>(GpuScale::kNone)) return 1.0f;
-  return DecodeScale(a.scales, a.scale_type, row_base + BlockColumn(a, col));
+// The scale of (row, col) is at RowBase(row) + 16 * BlockColumn(col): ScaleSlot (layout.h).
+__device__ __forceinline__ int64_t RowBase(const MatrixArgs& a, int64_t row) {
+  return (row >> 4) * a.blocks_across * 16 + 2 * (row & 7) + ((row >> 3) & 1);
 }
 
-__device__ __forceinline__ int64_t RowBase(const MatrixArgs& a, int64_t row) {
-  return (row / a.block_rows) * a.blocks_across;
+__device__ __forceinline__ float ScaleAt(const MatrixArgs& a, int64_t row_base, int64_t col) {
+  if (a.scale_type == static_cast<int>(GpuScale::kNone)) return 1.0f;
+  return DecodeScale(a.scales, a.scale_type, row_base + 16 * BlockColumn(a, col));
 }
 
 // Field f (0-based) of width W bits in a lane's N words read as one little-endian bit string.
@@ -85,6 +85,15 @@ __device__ __forceinline__ uint32_t FieldAt(const uint32_t (&w)[N], int f) {
   uint32_t v = w[word] >> off;
   if (off + W > 32) v |= w[word + 1] << (32 - off);
   return v & ((1u << W) - 1u);
+}
+
+// 16 bytes that are read once: not kept in L1 (which then keeps the scales and activations).
+__device__ __forceinline__ uint4 LoadStreaming16(const void* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
 }
 
 template <int BITS>
@@ -146,7 +155,7 @@ struct GemvWorkspace {
   unsigned* tickets = nullptr;  // row_tiles counters, zero between calls
   int64_t steps = 0, segments = 1, warps = 1;
   int blocks = 1;
-  int col_shift = 30, row_shift = 30;  // scale of (row, column tile j): (row >> row_shift, j >> col_shift)
+  int col_shift = 30;  // column tile j's scales are in block column j >> col_shift
 };
 GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int batch);
 // Whether the GEMV takes this product (batch, one scale per row per 64-column tile, and the

@@ -91,7 +91,7 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
     return InvalidArgument("a tiled matrix's scales are bf16 or fp32");
   const int64_t scale_width = m.scale_type == GpuScale::kBf16 ? 2 : 4;
   if (m.scale_type != GpuScale::kNone &&
-      static_cast<int64_t>(m.scales.size()) != ((m.rows + m.block_rows - 1) / m.block_rows) * m.blocks_across * scale_width)
+      static_cast<int64_t>(m.scales.size()) != m.row_tiles * kTileRows * m.blocks_across * scale_width)
     return InvalidArgument("tiled matrix scale bytes do not match its blocks");
   if (!m.outlier_index.empty() && static_cast<int64_t>(m.outlier_row_start.size()) != m.rows + 1)
     return InvalidArgument("tiled matrix outlier rows are inconsistent");

@@ -224,8 +224,8 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1) GemmKernel(MatrixAr
         LoadLaneWords<BITS>(lane_codes[r] + j * 32 * BITS, w[u][r]);
         if (ring_scales) {  // raw bits, decoded when used (not while the load is pending)
           const int64_t bc = BlockColumn(a, j * kTileCols);
-          sraw[u][r][0] = RawScale(a.scales, a.scale_type, base[r][0] + bc);
-          sraw[u][r][1] = RawScale(a.scales, a.scale_type, base[r][1] + bc);
+          sraw[u][r][0] = RawScale(a.scales, a.scale_type, base[r][0] + 16 * bc);
+          sraw[u][r][1] = RawScale(a.scales, a.scale_type, base[r][1] + 16 * bc);
         }
       }
     };

@@ -65,17 +65,21 @@ __device__ __forceinline__ int WarpOf(int n, int tiles, int warps) {
   return static_cast<int>((static_cast<int64_t>(n + 1) * warps - 1) / tiles);
 }
 
-// A stored scale's raw bits, and its value, for scale storage ST (GpuScale) known at compile time.
+// The scales of the two rows (g, g + 8) a lane works on, adjacent in the GPU layout (ScaleSlot):
+// pair p is scales 2p and 2p + 1; raw bits, then values, for scale storage ST (GpuScale).
 template <int ST>
-__device__ __forceinline__ uint32_t LoadScale(const uint8_t* __restrict__ s, int index) {
-  if constexpr (ST == static_cast<int>(GpuScale::kBf16)) return __ldg(reinterpret_cast<const uint16_t*>(s) + index);
-  else if constexpr (ST == static_cast<int>(GpuScale::kFp32)) return __ldg(reinterpret_cast<const uint32_t*>(s) + index);
-  else return 0;
+__device__ __forceinline__ void LoadScalePair(const uint8_t* __restrict__ s, int p, uint32_t (&raw)[2]) {
+  if constexpr (ST == static_cast<int>(GpuScale::kBf16)) {
+    raw[0] = __ldg(reinterpret_cast<const uint32_t*>(s) + p);
+  } else if constexpr (ST == static_cast<int>(GpuScale::kFp32)) {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(s) + p);
+    raw[0] = v.x, raw[1] = v.y;
+  }
 }
 template <int ST>
-__device__ __forceinline__ float ScaleValue(uint32_t raw) {
-  if constexpr (ST == static_cast<int>(GpuScale::kBf16)) return __uint_as_float(raw << 16);
-  else if constexpr (ST == static_cast<int>(GpuScale::kFp32)) return __uint_as_float(raw);
+__device__ __forceinline__ float ScaleValue(const uint32_t (&raw)[2], int h) {
+  if constexpr (ST == static_cast<int>(GpuScale::kBf16)) return __uint_as_float(h == 0 ? raw[0] << 16 : raw[0] & 0xFFFF0000u);
+  else if constexpr (ST == static_cast<int>(GpuScale::kFp32)) return __uint_as_float(raw[h]);
   else return 1.0f;
 }
 
@@ -116,28 +120,26 @@ __global__ void __launch_bounds__(kThreads, 1)
   // writes, copies of its last row tile.
   int lg = m0 / C, lj = m0 - lg * C;
   const uint32_t* group_codes[R];
-  int scale_row[R][2];
+  int scale_pairs[R];  // the lane's scale pair in column tile 0
   auto set_group = [&]() {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const int i = min(lg * R + r, last_tile_row);
       group_codes[r] = a.codes + (static_cast<int64_t>(i) * C * 32 + lane) * BITS;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = min(i * kTileRows + g + 8 * h, static_cast<int>(a.rows) - 1);
-        scale_row[r][h] = (row >> ws.row_shift) * static_cast<int>(a.blocks_across);
-      }
+      scale_pairs[r] = i * static_cast<int>(a.blocks_across) * 8 + g;
     }
   };
   auto load_step = [&](uint32_t (&ring)[R][BITS], uint32_t (&ring_scale)[R][2]) {
     const int bc = lj >> ws.col_shift;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      LoadLaneWords<BITS>(group_codes[r] + lj * (32 * BITS), ring[r]);
-      if constexpr (ST != static_cast<int>(GpuScale::kNone)) {
-        ring_scale[r][0] = LoadScale<ST>(a.scales, scale_row[r][0] + bc);
-        ring_scale[r][1] = LoadScale<ST>(a.scales, scale_row[r][1] + bc);
+      if constexpr (BITS == 4) {
+        const uint4 v = LoadStreaming16(group_codes[r] + lj * (32 * BITS));
+        ring[r][0] = v.x, ring[r][1] = v.y, ring[r][2] = v.z, ring[r][3] = v.w;
+      } else {
+        LoadLaneWords<BITS>(group_codes[r] + lj * (32 * BITS), ring[r]);
       }
+      LoadScalePair<ST>(a.scales, scale_pairs[r] + 8 * bc, ring_scale[r]);
     }
     if (++lj == C) {
       lj = 0;
@@ -311,7 +313,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
         }
       }
-      const float s0 = ScaleValue<ST>(raw[r][0]), s1 = ScaleValue<ST>(raw[r][1]);
+      const float s0 = ScaleValue<ST>(raw[r], 0), s1 = ScaleValue<ST>(raw[r], 1);
 #pragma unroll
       for (int b = 0; b < B; ++b) {
         acc[r][0][b] = fmaf(s0, part[0][0][b] + part[0][1][b], acc[r][0][b]);
@@ -399,16 +401,12 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int batch) {
   p.steps = groups * a.col_tiles;
   p.blocks = static_cast<int>(std::clamp<int64_t>(p.steps * rows_per_step / (kWarps * kMinTilesPerWarp), 1, sms));
   p.warps = std::min<int64_t>(static_cast<int64_t>(p.blocks) * kWarps, p.steps);
-  // Column tile j's scale column is j >> col_shift (one block across: always 0), row r's scale
-  // row r >> row_shift (GemvHandles admits only these geometries).
+  // Column tile j's scale column is j >> col_shift (one block across: always 0; GemvHandles admits
+  // only these geometries).
   p.col_shift = 30;
-  p.row_shift = 30;
-  if (a.scale_type != static_cast<int>(GpuScale::kNone)) {
-    for (int s = 0; s < 30; ++s) {
-      if (a.blocks_across > 1 && (int64_t{kTileCols} << s) == a.block_cols) p.col_shift = s;
-      if (a.block_rows < a.rows && (int64_t{1} << s) == a.block_rows) p.row_shift = s;
-    }
-  }
+  if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1)
+    for (int s = 0; s < 30; ++s)
+      if ((int64_t{kTileCols} << s) == a.block_cols) p.col_shift = s;
   // Segments of one group: its col_tiles steps meet at most ceil(col_tiles / q) + 1 ranges of
   // q = floor(steps / warps) >= 1 or more steps each.
   const int64_t q = p.steps / p.warps;
@@ -421,12 +419,11 @@ bool GemvHandles(const MatrixArgs& a, int batch) {
   // 32-bit tile, word and scale indices.
   if ((a.row_tiles + 3) * a.col_tiles * 32 * a.code_bits >= (int64_t{1} << 31) || a.rows * a.blocks_across >= (int64_t{1} << 31))
     return false;
-  // One scale per row per 64-column tile (blocks 64 * 2^k columns wide, or one block across) and
-  // scale rows found by a shift (blocks of 2^k rows, or one block down), or no scales.
+  // One scale per row per 64-column tile: blocks 64 * 2^k columns wide, one block across, or no
+  // scales.
   const auto power_of_two = [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; };
-  if (a.scale_type != static_cast<int>(GpuScale::kNone) &&
-      ((a.blocks_across > 1 && (a.block_cols < kTileCols || !power_of_two(a.block_cols))) ||
-       (a.block_rows < a.rows && !power_of_two(a.block_rows))))
+  if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1 &&
+      (a.block_cols < kTileCols || !power_of_two(a.block_cols)))
     return false;
   const auto max_bytes = MaxSharedBytes();
   return max_bytes.ok() && SharedBytesFor(a.code_bits, batch, a.col_tiles) <= *max_bytes;

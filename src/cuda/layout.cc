@@ -42,7 +42,7 @@ float TiledScale(const TiledMatrix& m, int64_t row, int64_t col) {
   const auto format = FromGpuScale(m.scale_type);
   if (!format) return 1.0f;
   const int64_t width = ScaleFormatBits(*format) / 8;
-  const int64_t b = (row / m.block_rows) * m.blocks_across + col / m.block_cols;
+  const int64_t b = ScaleSlot(row, col / m.block_cols, m.blocks_across);
   auto s = DecodeScales(std::span<const uint8_t>(m.scales).subspan(static_cast<size_t>(b * width), width), *format, 1);
   return s.ok() ? (*s)[0] : 0.0f;
 }
@@ -108,6 +108,16 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
     m.block_rows = g.block_rows;
     m.block_cols = g.block_cols;
     m.blocks_across = g.blocks_across();
+    // From row-major over blocks to ScaleSlot order, one copy per (padded) row.
+    const size_t width = format == ScaleFormat::kBf16 ? 2 : 4;
+    const std::vector<uint8_t> flat = std::move(m.scales);
+    m.scales.assign(static_cast<size_t>(m.row_tiles * kTileRows * m.blocks_across) * width, 0);
+    for (int64_t row = 0; row < m.row_tiles * kTileRows; ++row) {
+      const int64_t block_row = std::min(row, g.rows - 1) / g.block_rows;
+      for (int64_t bc = 0; bc < m.blocks_across; ++bc)
+        std::copy_n(&flat[static_cast<size_t>(block_row * m.blocks_across + bc) * width], width,
+                    &m.scales[static_cast<size_t>(ScaleSlot(row, bc, m.blocks_across)) * width]);
+    }
   } else {
     m.block_rows = g.rows;
     m.block_cols = g.cols;

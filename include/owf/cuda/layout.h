@@ -27,6 +27,14 @@ inline constexpr int kTileRows = 16;
 inline constexpr int kTileCols = 64;
 inline constexpr int kMaxCodebook = 64;
 
+// Where the scale of (row, block column bc) sits in TiledMatrix::scales (in scales, not bytes):
+// per tile row, block column by block column, the 16 rows' scales in the order
+// (g, g + 8) for g = 0..7 -- the two rows an mma lane works on are adjacent. Rows of 2-D scaling
+// blocks get their own copy; padding rows of the last tile row copy the last row's.
+constexpr int64_t ScaleSlot(int64_t row, int64_t bc, int64_t blocks_across) {
+  return ((row / 16) * blocks_across + bc) * 16 + 2 * (row % 8) + (row / 8) % 2;
+}
+
 // Scale storage on the GPU. TileForGpu stores bf16 (bf16, e8m0 and e4m3 scales, exactly) or fp32
 // (fp16 scales and scales bf16 cannot hold, e.g. two-level ones), so that the kernels' inner
 // loops decode a scale with one shift.
@@ -53,7 +61,7 @@ struct TiledMatrix {
   std::vector<uint32_t> codes;   // row_tiles * col_tiles * 32 * code_bits words
   GpuScale scale_type = GpuScale::kNone;
   int64_t block_rows = 0, block_cols = 0, blocks_across = 0;
-  std::vector<uint8_t> scales;   // bf16 or fp32 bytes (row-major over blocks)
+  std::vector<uint8_t> scales;   // bf16 or fp32 bytes at ScaleSlot(row, block column)
   // Outliers: exact values for dequantisation, and per-row corrections for products:
   // delta = value - codebook[code] * scale, so that W x = (codes x) + sum delta * x[col].
   std::vector<int64_t> outlier_index;
