@@ -27,6 +27,7 @@ namespace {
 constexpr int kWarps = OWF_GEMV_WARPS;
 constexpr int kThreads = kWarps * 32;
 constexpr int kMinTilesPerWarp = 4;
+constexpr int kStaticSharedBytes = 1024;  // the kernel's static shared memory (the codebook), rounded up
 
 // How a lane decodes its codes: kGroup codes per shared-memory load from a table of
 // 2^(kGroup * BITS) entries of kGroup fp32 values, with kCopies interleaved copies (entry e of
@@ -367,7 +368,18 @@ Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, i
               int64_t ldy, cudaStream_t stream) {
   const int bytes = SharedBytes<BITS>(B, a.col_tiles);
   const auto kernel = GemvKernel<BITS, B, ST>;
-  OWF_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  // Once per kernel: allow all the dynamic shared memory the device offers (GemvHandles checked
+  // this launch's need against it), rather than a driver call per product.
+  static const cudaError_t allowed = [&] {
+    cudaFuncAttributes attributes{};
+    const auto max_bytes = MaxSharedBytes();
+    if (!max_bytes.ok()) return cudaErrorInvalidValue;
+    const cudaError_t e = cudaFuncGetAttributes(&attributes, kernel);
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                *max_bytes - static_cast<int>(attributes.sharedSizeBytes));
+  }();
+  OWF_CUDA_RETURN_IF_ERROR(allowed);
   kernel<<<static_cast<unsigned>(ws.blocks), kThreads, bytes, stream>>>(a, ws, x, ldx, batch, y, ldy);
   OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return Status::Ok();
@@ -426,7 +438,7 @@ bool GemvHandles(const MatrixArgs& a, int batch) {
       (a.block_cols < kTileCols || !power_of_two(a.block_cols)))
     return false;
   const auto max_bytes = MaxSharedBytes();
-  return max_bytes.ok() && SharedBytesFor(a.code_bits, batch, a.col_tiles) <= *max_bytes;
+  return max_bytes.ok() && SharedBytesFor(a.code_bits, batch, a.col_tiles) <= *max_bytes - kStaticSharedBytes;
 }
 
 Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,

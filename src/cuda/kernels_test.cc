@@ -118,7 +118,7 @@ TEST(CudaKernels, GemmMatchesTheCpuReference) {
 
 // Matrices large enough that the small-batch kernel gives each warp several tiles, so that warp
 // ranges start and end inside row tiles (partial sums of several warps per row tile), for every
-// table shape (1-6 bit codes) and with outliers.
+// table shape (1-6 bit codes), 2-D scaling blocks and outliers.
 TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(12);
@@ -129,6 +129,7 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
       {"lut(-1,1)@channel:absmax", 96, 8192},
       {"crd5(t,df=7)@128:absmax:e4m3", 250, 2048},
       {"crd6(normal)@256:absmax:fp32", 130, 2304},
+      {"crd4(t,df=5)@4x64:absmax", 202, 1536},  // 2-D blocks: each row holds its block's scale
   };
   for (const auto& tm : matrices) {
     SCOPED_TRACE(tm.spec);

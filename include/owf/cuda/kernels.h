@@ -40,11 +40,12 @@ class DeviceMatrix {
   // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
   // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows).
   // Needs an even column count, and scaling blocks whose width is a multiple of 16 (or one
-  // block across the row); InvalidArgument otherwise. Tensor cores
-  // (bf16 mma) with each weight split into two bf16 terms (16 significant bits) and fp32
-  // accumulation; outliers are added exactly as sparse corrections. Deterministic: the same
-  // inputs give the same bits. Calls on one DeviceMatrix must not run concurrently (streams):
-  // they share a split-K workspace.
+  // block across the row); InvalidArgument otherwise. Batches of 1-4 with blocks 64 * 2^k wide
+  // (or one across, or unscaled) run on CUDA cores in fp32 (fp32 codebook values times fp32
+  // activations); the rest on tensor cores (bf16 mma) with each weight split into two bf16 terms
+  // (16 significant bits) and fp32 accumulation (docs/gpu-layout.md). Outliers are added exactly
+  // as sparse corrections. Deterministic: the same inputs give the same bits. Calls on one
+  // DeviceMatrix must not run concurrently (streams): they share a workspace.
   Status Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream = nullptr) const;
 
  private:
