@@ -130,29 +130,32 @@ __global__ void __launch_bounds__(kThreads, 1)
       scale_pairs[r] = i * static_cast<int>(a.blocks_across) * 8 + g;
     }
   };
-  auto load_step = [&](uint32_t (&ring)[R][BITS], uint32_t (&ring_scale)[R][2]) {
-    const int bc = lj >> ws.col_shift;
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      if constexpr (BITS == 4) {
-        const uint4 v = LoadStreaming16(group_codes[r] + lj * (32 * BITS));
-        ring[r][0] = v.x, ring[r][1] = v.y, ring[r][2] = v.z, ring[r][3] = v.w;
-      } else {
-        LoadLaneWords<BITS>(group_codes[r] + lj * (32 * BITS), ring[r]);
-      }
-      LoadScalePair<ST>(a.scales, scale_pairs[r] + 8 * bc, ring_scale[r]);
+  // Loads tile r of the step at the load cursor into ring slot r; next_step() moves the cursor on.
+  uint32_t ring[R][BITS], ring_scale[R][2];
+  auto load_tile = [&](int r) {
+    if constexpr (BITS == 4) {
+      const uint4 v = LoadStreaming16(group_codes[r] + lj * (32 * BITS));
+      ring[r][0] = v.x, ring[r][1] = v.y, ring[r][2] = v.z, ring[r][3] = v.w;
+    } else {
+      LoadLaneWords<BITS>(group_codes[r] + lj * (32 * BITS), ring[r]);
     }
+    LoadScalePair<ST>(a.scales, scale_pairs[r] + 8 * (lj >> ws.col_shift), ring_scale[r]);
+  };
+  auto next_step = [&]() {
     if (++lj == C) {
       lj = 0;
       ++lg;
       set_group();
     }
   };
-  // Two buffers of step loads (used alternately, so that they stay in registers); the first
-  // step's loads go out before the tables are built.
-  uint32_t codes_a[R][BITS], scales_a[R][2], codes_b[R][BITS], scales_b[R][2];
+  // The first step's loads go out before the tables are built; each later step's tile r is
+  // loaded into slot r as soon as the current step's tile r has been used (one step ahead).
   set_group();
-  if (m0 < m1) load_step(codes_a, scales_a);
+  if (m0 < m1) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) load_tile(r);
+    next_step();
+  }
 
   // The activations as permuted fp32 (the 4 values of (tile, k-step s, t) are columns
   // 16 s + 2 t + {0, 1, 8, 9} of the tile; their loads are all issued before the table is built),
@@ -270,8 +273,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
 
   int grp = m0 / C, j = m0 - grp * C;
-  // One step: the R tiles of column tile j whose codes and scales are in cur / raw.
-  auto compute_step = [&](const uint32_t (&cur)[R][BITS], const uint32_t (&raw)[R][2]) {
+  // One step: the R tiles of column tile j, in the ring; with `more`, each slot is refilled with
+  // the next step's tile once used.
+  auto compute_step = [&](bool more) {
     // This column tile's activations: 4 per k-step per activation row.
     float4 xv[4][B];
     const float* xt = xs + j * 64 + 4 * t;
@@ -291,7 +295,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           for (int b = 0; b < B; ++b) part[h][c][b] = 0.0f;
 #pragma unroll
       for (int p = 0; p < 32 / L::kGroup; ++p) {
-        const unsigned char* entry = smem + GroupOffset<BITS>(cur[r], p, copy);
+        const unsigned char* entry = smem + GroupOffset<BITS>(ring[r], p, copy);
         float v[L::kGroup];
         if constexpr (L::kGroup == 4) {
           const float4 e4 = *reinterpret_cast<const float4*>(entry);
@@ -314,26 +318,22 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
         }
       }
-      const float s0 = ScaleValue<ST>(raw[r], 0), s1 = ScaleValue<ST>(raw[r], 1);
+      const float s0 = ScaleValue<ST>(ring_scale[r], 0), s1 = ScaleValue<ST>(ring_scale[r], 1);
+      if (more) load_tile(r);
 #pragma unroll
       for (int b = 0; b < B; ++b) {
         acc[r][0][b] = fmaf(s0, part[0][0][b] + part[0][1][b], acc[r][0][b]);
         acc[r][1][b] = fmaf(s1, part[1][0][b] + part[1][1][b], acc[r][1][b]);
       }
     }
+    if (more) next_step();
     if (++j == C) {
       flush(grp);
       j = 0;
       ++grp;
     }
   };
-  for (int m = m0; m < m1; m += 2) {
-    if (m + 1 < m1) load_step(codes_b, scales_b);
-    compute_step(codes_a, scales_a);
-    if (m + 1 == m1) break;
-    if (m + 2 < m1) load_step(codes_a, scales_a);
-    compute_step(codes_b, scales_b);
-  }
+  for (int m = m0; m < m1; ++m) compute_step(m + 1 < m1);
   if (m1 > m0 && j != 0) flush(grp);  // a range ending inside a group
 }
 
