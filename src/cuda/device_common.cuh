@@ -132,8 +132,20 @@ __device__ __forceinline__ float WithOutliers(const MatrixArgs& a, const uint16_
   return sum;
 }
 
+// A device attribute of the current device, asked once (the kernels' launch sizes depend on it).
+template <cudaDeviceAttr kAttribute>
+Result<int> CachedDeviceAttribute() {
+  static int cached = 0;
+  if (cached > 0) return cached;
+  int device = 0, value = 0;
+  OWF_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  OWF_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&value, kAttribute, device));
+  cached = value;
+  return value;
+}
+inline Result<int> MultiprocessorCount() { return CachedDeviceAttribute<cudaDevAttrMultiProcessorCount>(); }
+
 // Host-side launchers (gemm.cu, gemv.cu, dequantise.cu).
-Result<int> MultiprocessorCount();
 
 struct GemmWorkspace {
   float* partials = nullptr;  // k_parts * row_tiles * 8 * 128 floats

@@ -336,16 +336,6 @@ Status LaunchBits(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* 
 
 }  // namespace
 
-Result<int> MultiprocessorCount() {
-  static int cached = 0;
-  if (cached > 0) return cached;
-  int device = 0, sms = 0;
-  OWF_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  OWF_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  cached = sms;
-  return sms;
-}
-
 Result<int> GemmKParts(const MatrixArgs& a) {
   OWF_ASSIGN_OR_RETURN(const int sms, MultiprocessorCount());
   // Split K until there are about four units per multiprocessor, keeping >= 2 tiles per warp.

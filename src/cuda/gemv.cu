@@ -204,12 +204,15 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // The lane's sums for rows g and g + 8 of each row tile of the current group.
   float acc[R][2][B];
+  auto clear_sums = [&]() {
 #pragma unroll
-  for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
+      for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int b = 0; b < B; ++b) acc[r][h][b] = 0.0f;
+        for (int b = 0; b < B; ++b) acc[r][h][b] = 0.0f;
+  };
+  clear_sums();
 
   // Ends the lane's part of group grp: four-lane sums, then the outputs or a segment partial.
   auto flush = [&](int grp) {
@@ -263,12 +266,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (lane == 0) ws.tickets[grp] = 0;
       }
     }
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int b = 0; b < B; ++b) acc[r][h][b] = 0.0f;
+    clear_sums();
   };
 
   int grp = m0 / C, j = m0 - grp * C;
@@ -341,15 +339,7 @@ constexpr int SharedBytes(int batch, int64_t col_tiles) {
   return Lookup<BITS>::kBytes + static_cast<int>(batch * col_tiles * 64 * 4);
 }
 
-Result<int> MaxSharedBytes() {
-  static int cached = 0;
-  if (cached > 0) return cached;
-  int device = 0, bytes = 0;
-  OWF_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  OWF_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  cached = bytes;
-  return bytes;
-}
+Result<int> MaxSharedBytes() { return CachedDeviceAttribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(); }
 
 int SharedBytesFor(int bits, int batch, int64_t col_tiles) {
   switch (bits) {
