@@ -161,7 +161,7 @@ Result<int> GemmKParts(const MatrixArgs& a);
 // `warps` warps with work over `steps` (groups of row tiles x column tiles), and per group up to
 // `segments` partial sums of 64 floats. One plan per kernel shape (batch 1, 2, 3-4).
 constexpr int kGemvMaxBatch = 4;
-constexpr int kGemvGroupOutputs = 64;
+constexpr int kGemvGroupOutputs = 128;
 struct GemvWorkspace {
   float* partials = nullptr;    // row_tiles * segments * kGemvGroupOutputs floats
   unsigned* tickets = nullptr;  // row_tiles counters, zero between calls
