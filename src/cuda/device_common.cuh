@@ -159,13 +159,14 @@ Result<int> GemmKParts(const MatrixArgs& a);
 
 // The CUDA-core GEMV (gemv.cu) for 1..kGemvMaxBatch activation rows: a one-block-per-SM grid,
 // `warps` warps with work over `steps` (groups of row tiles x column tiles), and per group up to
-// `segments` partial sums of 64 floats. One plan per kernel shape (batch 1, 2, 3-4).
+// `segments` partial sums of at most kGemvGroupOutputs floats. One plan per kernel shape
+// (batch 1, 2, 3-4); their partial sums can share memory, as calls on a matrix do not overlap.
 constexpr int kGemvMaxBatch = 4;
 constexpr int kGemvGroupOutputs = 128;
 struct GemvWorkspace {
-  float* partials = nullptr;    // row_tiles * segments * kGemvGroupOutputs floats
-  unsigned* tickets = nullptr;  // row_tiles counters, zero between calls
-  int64_t steps = 0, segments = 1, warps = 1;
+  float* partials = nullptr;    // partial_floats floats
+  unsigned* tickets = nullptr;  // one counter per group (<= row_tiles), zero between calls
+  int64_t steps = 0, segments = 1, warps = 1, partial_floats = 0;
   int blocks = 1;
   int col_shift = 30;  // column tile j's scales are in block column j >> col_shift
 };

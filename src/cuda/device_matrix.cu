@@ -131,12 +131,16 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
     OWF_RETURN_IF_ERROR(s->Allocate(floats * sizeof(float), reinterpret_cast<void**>(&s->workspace.partials)));
   }
   OWF_ASSIGN_OR_RETURN(const int sms, detail::MultiprocessorCount());
+  int64_t gemv_floats = 0;
   for (int k = 0; k < 3; ++k) {
-    detail::GemvWorkspace& w = s->gemv[k];
-    w = detail::PlanGemv(a, sms, k + 1);
+    s->gemv[k] = detail::PlanGemv(a, sms, k + 1);
+    gemv_floats = std::max(gemv_floats, s->gemv[k].partial_floats);
+  }
+  float* gemv_partials = nullptr;
+  OWF_RETURN_IF_ERROR(s->Allocate(static_cast<size_t>(gemv_floats) * sizeof(float), reinterpret_cast<void**>(&gemv_partials)));
+  for (detail::GemvWorkspace& w : s->gemv) {
+    w.partials = gemv_partials;
     w.tickets = s->workspace.tickets;
-    const size_t floats = static_cast<size_t>(a.row_tiles * w.segments * detail::kGemvGroupOutputs);
-    OWF_RETURN_IF_ERROR(s->Allocate(floats * sizeof(float), reinterpret_cast<void**>(&w.partials)));
   }
   return DeviceMatrix(std::move(s));
 }

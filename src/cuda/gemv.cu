@@ -397,7 +397,9 @@ Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
 
 GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int batch) {
   GemvWorkspace p;
-  const int rows_per_step = batch == 1 ? kRowTilesPerStep<1> : batch == 2 ? kRowTilesPerStep<2> : kRowTilesPerStep<4>;  // LaunchBits' kernels
+  // LaunchBits' kernels: B = 1, 2 or 4 activation rows.
+  const int b_rows = batch <= 2 ? batch : 4;
+  const int rows_per_step = b_rows == 1 ? kRowTilesPerStep<1> : b_rows == 2 ? kRowTilesPerStep<2> : kRowTilesPerStep<4>;
   const int64_t groups = (a.row_tiles + rows_per_step - 1) / rows_per_step;
   p.steps = groups * a.col_tiles;
   p.blocks = static_cast<int>(std::clamp<int64_t>(p.steps * rows_per_step / (kWarps * kMinTilesPerWarp), 1, sms));
@@ -408,10 +410,12 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int batch) {
   if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1)
     for (int s = 0; s < 30; ++s)
       if ((int64_t{kTileCols} << s) == a.block_cols) p.col_shift = s;
-  // Segments of one group: its col_tiles steps meet at most ceil(col_tiles / q) + 1 ranges of
-  // q = floor(steps / warps) >= 1 or more steps each.
-  const int64_t q = p.steps / p.warps;
-  p.segments = std::min<int64_t>(a.col_tiles, (a.col_tiles + q - 1) / q + 1);
+  // The most warp ranges (segments) one group's steps meet, exactly as the kernel splits them.
+  const auto warp_of = [&](int64_t n) { return ((n + 1) * p.warps - 1) / p.steps; };
+  p.segments = 1;
+  for (int64_t grp = 0; grp < groups; ++grp)
+    p.segments = std::max(p.segments, warp_of(grp * a.col_tiles + a.col_tiles - 1) - warp_of(grp * a.col_tiles) + 1);
+  p.partial_floats = groups * p.segments * rows_per_step * kTileRows * b_rows;
   return p;
 }
 
