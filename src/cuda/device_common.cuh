@@ -69,7 +69,7 @@ __device__ __forceinline__ int64_t BlockColumn(const MatrixArgs& a, int64_t col)
 
 // The scale of (row, col) is at RowBase(row) + 16 * BlockColumn(col): ScaleSlot (layout.h).
 __device__ __forceinline__ int64_t RowBase(const MatrixArgs& a, int64_t row) {
-  return (row >> 4) * a.blocks_across * 16 + 2 * (row & 7) + ((row >> 3) & 1);
+  return ScaleSlot(row, 0, a.blocks_across);
 }
 
 __device__ __forceinline__ float ScaleAt(const MatrixArgs& a, int64_t row_base, int64_t col) {

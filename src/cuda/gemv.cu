@@ -35,17 +35,30 @@ constexpr int kStaticSharedBytes = 1024;  // the kernel's static shared memory (
 // 2^(kGroup * BITS) entries of kGroup fp32 values, with kCopies interleaved copies (entry e of
 // copy c at byte e * kRowBytes + c * kEntryBytes) so that the lanes of one shared-memory access
 // phase never hit the same bank.
+constexpr int LookupGroup(int bits) { return bits <= 2 ? 4 : bits <= 4 ? 2 : 1; }
+constexpr int LookupCopies(int bits) { return LookupGroup(bits) == 4 ? 16 : 32; }
+constexpr int LookupBytes(int bits) {
+  return (1 << (LookupGroup(bits) * bits)) * LookupGroup(bits) * 4 * LookupCopies(bits);
+}
 template <int BITS>
 struct Lookup {
-  static constexpr int kGroup = BITS <= 2 ? 4 : BITS <= 4 ? 2 : 1;
+  static constexpr int kGroup = LookupGroup(BITS);
   static constexpr int kIndexBits = kGroup * BITS;
   static constexpr int kEntries = 1 << kIndexBits;
   static constexpr int kEntryBytes = kGroup * 4;
-  static constexpr int kCopies = kEntryBytes == 16 ? 16 : 32;
+  static constexpr int kCopies = LookupCopies(BITS);
   static constexpr int kRowBytes = kEntryBytes * kCopies;
-  static constexpr int kBytes = kEntries * kRowBytes;
+  static constexpr int kBytes = LookupBytes(BITS);
   static constexpr bool kBytePerm = kIndexBits == 8 && kRowBytes == 256;  // address = one prmt
 };
+
+// The activation rows a kernel is built for: batch 1 and 2 have their own, 3 and 4 share one.
+constexpr int KernelRows(int batch) { return batch <= 2 ? batch : 4; }
+
+// Dynamic shared memory of a launch: the lookup table, then the activations as fp32.
+constexpr int64_t SharedBytes(int bits, int kernel_rows, int64_t col_tiles) {
+  return LookupBytes(bits) + kernel_rows * col_tiles * kTileCols * 4;
+}
 
 // Byte offset in the table of group p of a lane's words; copy = the lane's copy offset (bytes).
 template <int BITS>
@@ -126,7 +139,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int r = 0; r < R; ++r) {
       const int i = min(lg * R + r, last_tile_row);
       group_codes[r] = a.codes + (static_cast<int64_t>(i) * C * 32 + lane) * BITS;
-      scale_pairs[r] = i * static_cast<int>(a.blocks_across) * 8 + g;
+      scale_pairs[r] = static_cast<int>(ScaleSlot(i * kTileRows + g, 0, a.blocks_across) / 2);
     }
   };
   // Loads tile r of the step at the load cursor into ring slot r; next_step() moves the cursor on.
@@ -334,28 +347,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (m1 > m0 && j != 0) flush(grp);  // a range ending inside a group
 }
 
-template <int BITS>
-constexpr int SharedBytes(int batch, int64_t col_tiles) {
-  return Lookup<BITS>::kBytes + static_cast<int>(batch * col_tiles * 64 * 4);
-}
-
 Result<int> MaxSharedBytes() { return CachedDeviceAttribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(); }
-
-int SharedBytesFor(int bits, int batch, int64_t col_tiles) {
-  switch (bits) {
-    case 1: return SharedBytes<1>(batch, col_tiles);
-    case 2: return SharedBytes<2>(batch, col_tiles);
-    case 3: return SharedBytes<3>(batch, col_tiles);
-    case 4: return SharedBytes<4>(batch, col_tiles);
-    case 5: return SharedBytes<5>(batch, col_tiles);
-    default: return SharedBytes<6>(batch, col_tiles);
-  }
-}
 
 template <int BITS, int B, int ST>
 Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
               int64_t ldy, cudaStream_t stream) {
-  const int bytes = SharedBytes<BITS>(B, a.col_tiles);
+  const int bytes = static_cast<int>(SharedBytes(BITS, B, a.col_tiles));
   const auto kernel = GemvKernel<BITS, B, ST>;
   // Once per kernel: allow all the dynamic shared memory the device offers (GemvHandles checked
   // this launch's need against it), rather than a driver call per product.
@@ -388,6 +385,7 @@ Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 template <int BITS>
 Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                   int64_t ldy, cudaStream_t stream) {
+  static_assert(KernelRows(1) == 1 && KernelRows(2) == 2 && KernelRows(3) == 4 && KernelRows(4) == 4);
   if (batch == 1) return LaunchScale<BITS, 1>(a, ws, x, ldx, batch, y, ldy, stream);
   if (batch == 2) return LaunchScale<BITS, 2>(a, ws, x, ldx, batch, y, ldy, stream);
   return LaunchScale<BITS, 4>(a, ws, x, ldx, batch, y, ldy, stream);
@@ -397,8 +395,7 @@ Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
 
 GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int batch) {
   GemvWorkspace p;
-  // LaunchBits' kernels: B = 1, 2 or 4 activation rows.
-  const int b_rows = batch <= 2 ? batch : 4;
+  const int b_rows = KernelRows(batch);
   const int rows_per_step = b_rows == 1 ? kRowTilesPerStep<1> : b_rows == 2 ? kRowTilesPerStep<2> : kRowTilesPerStep<4>;
   const int64_t groups = (a.row_tiles + rows_per_step - 1) / rows_per_step;
   p.steps = groups * a.col_tiles;
@@ -430,8 +427,9 @@ bool GemvHandles(const MatrixArgs& a, int batch) {
   if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1 &&
       (a.block_cols < kTileCols || !power_of_two(a.block_cols)))
     return false;
+  // The kernel's rows, not the batch: batch 3 runs the 4-row kernel.
   const auto max_bytes = MaxSharedBytes();
-  return max_bytes.ok() && SharedBytesFor(a.code_bits, batch, a.col_tiles) <= *max_bytes - kStaticSharedBytes;
+  return max_bytes.ok() && SharedBytes(a.code_bits, KernelRows(batch), a.col_tiles) <= *max_bytes - kStaticSharedBytes;
 }
 
 Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,

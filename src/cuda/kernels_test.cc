@@ -116,6 +116,19 @@ TEST(CudaKernels, GemmMatchesTheCpuReference) {
   }
 }
 
+// Batch 3 runs the 4-row small-batch kernel: where 3 rows of activations would fit in shared
+// memory and 4 would not (12288 columns on an H100), the product must still be computed (by the
+// tensor-core kernel), not refused.
+TEST(CudaKernels, BatchThreeWhereOnlyThreeRowsFit) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(13);
+  auto q = Quantise({"crd4(t,df=5)@64:absmax", 32, 12288});
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  auto d = UploadQuantised(*q);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  for (int batch : {2, 3, 4}) ExpectGemmMatches(*q, *d, batch, rng);
+}
+
 // Matrices large enough that the small-batch kernel gives each warp several tiles, so that warp
 // ranges start and end inside row tiles (partial sums of several warps per row tile), for every
 // table shape (1-6 bit codes), 2-D scaling blocks and outliers.
