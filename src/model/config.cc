@@ -1,9 +1,9 @@
 // Transformer configuration from GGUF metadata or a Hugging Face config.json.
-#include <numbers>
 #include "owf/model/config.h"
 
 #include <cmath>
 #include <limits>
+#include <numbers>
 #include <optional>
 #include <string>
 

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numbers>
 #include <string>
 #include <utility>
 
@@ -86,7 +85,6 @@ class WeightLoader {
  private:
   const ModelReader& reader_;
 };
-
 
 }  // namespace
 
