@@ -1,5 +1,5 @@
 // GPU benchmark of owf's quantised GEMV/GEMM against cuBLAS bf16 on Llama-3 8B/70B layer shapes.
-//   build-cuda/bench/owf_cuda_bench [--quick] [--bits B] [--block N] [--batches 1,16] [--json FILE]
+//   build-cuda/bench/owf_cuda_bench [--quick] [--bits B] [--block N] [--batches 1,16] [--shapes 28672x8192,...]
 // For each shape and batch it times cuBLAS bf16 (cublasGemmEx, fp32 accumulation and output) and
 // owf's fused kernel on the same shape with B-bit codes (a 2^B-entry Student-t cube-root
 // codebook) and bf16 absmax scales per block of N, and reports microseconds, achieved bandwidth
@@ -16,6 +16,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "owf/cuda/kernels.h"
@@ -127,6 +128,7 @@ int main(int argc, char** argv) {
   int64_t block = 64;
   std::vector<int> batches = {1, 2, 4, 8, 16, 32, 64};
   bool quick = false;
+  std::vector<std::pair<int64_t, int64_t>> only;  // --shapes: rows x cols to run (default: all)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
@@ -135,8 +137,18 @@ int main(int argc, char** argv) {
     else if (a == "--batches" && i + 1 < argc) {
       batches.clear();
       for (char* p = std::strtok(argv[++i], ","); p; p = std::strtok(nullptr, ",")) batches.push_back(std::atoi(p));
+    } else if (a == "--shapes" && i + 1 < argc) {
+      for (char* p = std::strtok(argv[++i], ","); p; p = std::strtok(nullptr, ",")) {
+        long long r = 0, c = 0;
+        if (std::sscanf(p, "%lldx%lld", &r, &c) != 2 || r < 1 || c < 2 || c % 2 != 0) {
+          std::fprintf(stderr, "owf_cuda_bench: --shapes takes ROWSxCOLS (even COLS), not %s\n", p);
+          return 2;
+        }
+        only.emplace_back(r, c);
+      }
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--bits B] [--block N] [--batches 1,16]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--bits B] [--block N] [--batches 1,16] [--shapes 28672x8192,...]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -156,6 +168,14 @@ int main(int argc, char** argv) {
   std::vector<Shape> shapes = {{4096, 4096, "8B q/o"},    {14336, 4096, "8B gate/up"}, {4096, 14336, "8B down"},
                                {28672, 8192, "70B gate/up"}, {8192, 8192, "70B q/o"}};
   if (quick) shapes.resize(2);
+  if (!only.empty()) {
+    std::vector<Shape> chosen;
+    for (const auto& [r, c] : only) {
+      const auto known = std::find_if(shapes.begin(), shapes.end(), [&](const Shape& s) { return s.rows == r && s.cols == c; });
+      chosen.push_back(known != shapes.end() ? *known : Shape{r, c, "other"});
+    }
+    shapes = chosen;
+  }
   cublasHandle_t handle;
   CHECK_CUBLAS(cublasCreate(&handle));
 

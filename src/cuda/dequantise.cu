@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(MatrixArgs a, uint1
     const int s = p >> 2, e = 2 * (p & 3);
     const int h = (e >> 1) & 1;
     const int64_t row = rows[h];
-    const int64_t col = tj * kTileCols + 16 * s + 2 * t + 8 * (e >> 2);
+    const int64_t col = tj * kTileCols + TileColumn(a.lane_runs, t, 8 * s + e);
     if (row >= a.rows || col >= a.cols) continue;
     float v0 = book[FieldAt<BITS, BITS>(w, 2 * p)], v1 = book[FieldAt<BITS, BITS>(w, 2 * p + 1)];
     if (scaled) {

@@ -34,6 +34,7 @@ struct MatrixArgs {
   int64_t block_rows, block_cols, blocks_across;
   int block_cols_shift;  // log2(block_cols) when it is a power of two, else -1
   int64_t rows, cols, col_tiles, row_tiles;
+  bool lane_runs;  // the column order inside tiles (TileColumn)
   const int32_t* outlier_row_start;  // null without outliers
   const int32_t* outlier_col;
   const float* outlier_delta;
@@ -75,6 +76,12 @@ __device__ __forceinline__ int64_t RowBase(const MatrixArgs& a, int64_t row) {
 __device__ __forceinline__ float ScaleAt(const MatrixArgs& a, int64_t row_base, int64_t col) {
   if (a.scale_type == static_cast<int>(GpuScale::kNone)) return 1.0f;
   return DecodeScale(a.scales, a.scale_type, row_base + 16 * BlockColumn(a, col));
+}
+
+// Column inside its tile of activation pair h (0, 1) of lane t's B fragment for k-step s: the
+// columns of A-fragment elements 0-1 and 4-5 (TileColumn), always even.
+__device__ __forceinline__ int FragmentColumn(bool lane_runs, int t, int s, int h) {
+  return TileColumn(lane_runs, t, 8 * s + 4 * h);
 }
 
 // Field f (0-based) of width W bits in a lane's N words read as one little-endian bit string.
@@ -120,6 +127,12 @@ __device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// The two-term bf16 split of v as hi | lo << 16: v - hi rounded again (2^-17 relative together).
+__device__ __forceinline__ uint32_t SplitBf16(float v) {
+  const __nv_bfloat16 h = __float2bfloat16_rn(v);
+  return __bfloat16_as_ushort(h) | static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v - __bfloat162float(h)))) << 16;
+}
+
 // Outlier corrections of `row` for activation row b (bf16 activations, row stride ldx), added to
 // `sum` in CSR order.
 __device__ __forceinline__ float WithOutliers(const MatrixArgs& a, const uint16_t* __restrict__ x, int64_t ldx, int b,
@@ -157,12 +170,14 @@ Status LaunchGemm(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* 
 // The number of K parts the GEMM splits a matrix into (1 when rows alone fill the GPU).
 Result<int> GemmKParts(const MatrixArgs& a);
 
-// The CUDA-core GEMV (gemv.cu) for 1..kGemvMaxBatch activation rows: a one-block-per-SM grid,
+// The small-batch GEMV (gemv.cu) for 1..kGemvMaxBatch activation rows: a one-block-per-SM grid,
 // `warps` warps with work over `steps` (groups of row tiles x column tiles), and per group up to
 // `segments` partial sums of at most kGemvGroupOutputs floats. One plan per kernel shape
-// (batch 1, 2, 3-4); their partial sums can share memory, as calls on a matrix do not overlap.
-constexpr int kGemvMaxBatch = 4;
-constexpr int kGemvGroupOutputs = 128;
+// (kGemvPlans: kernels of 1, 2, 4, 8 and 16 rows; GemvPlanIndex); their partial sums can share memory,
+// as calls on a matrix do not overlap.
+constexpr int kGemvMaxBatch = 16;
+constexpr int kGemvPlans = 5;
+constexpr int kGemvGroupOutputs = 4 * kTileRows * 16;
 struct GemvWorkspace {
   float* partials = nullptr;    // partial_floats floats
   unsigned* tickets = nullptr;  // one counter per group (<= row_tiles), zero between calls
@@ -170,12 +185,13 @@ struct GemvWorkspace {
   int blocks = 1;
   int col_shift = 30;  // column tile j's scales are in block column j >> col_shift
 };
-GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int batch);
-// Whether the GEMV takes this product (batch, one scale per row per 64-column tile, and the
-// activations fit in shared memory).
-bool GemvHandles(const MatrixArgs& a, int batch);
-Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
-                  int64_t ldy, cudaStream_t stream);
+GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows);
+int GemvPlanIndex(int kernel_rows);
+// The activation rows of the GEMV kernel that takes this product (1, 2, 4, 8 or 16), or 0 where it
+// does not (batch, block widths, code width, shared memory).
+int GemvKernelRows(const MatrixArgs& a, int batch);
+Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
+                  int kernel_rows, float* y, int64_t ldy, cudaStream_t stream);
 Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream);
 
 }  // namespace owf::cuda::detail

@@ -49,7 +49,7 @@ struct DeviceMatrix::State {
   int64_t rows = 0, cols = 0, weight_bytes = 0;
   MatrixArgs args{};
   detail::GemmWorkspace workspace;
-  detail::GemvWorkspace gemv[3];  // batch 1, 2, 3-4
+  detail::GemvWorkspace gemv[detail::kGemvPlans];  // by GemvPlanIndex
   std::vector<void*> allocations;
 
   template <typename T>
@@ -119,6 +119,7 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   a.cols = m.cols;
   a.col_tiles = m.col_tiles;
   a.row_tiles = m.row_tiles;
+  a.lane_runs = m.lane_runs;
   a.outliers = static_cast<int64_t>(m.outlier_index.size());
   // Tickets per row tile (shared by the GEMV and the split-K GEMM: calls do not overlap), the
   // GEMM's split-K partial sums for up to 8 n-tiles per part, and the GEMV's segment sums.
@@ -132,9 +133,10 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   }
   OWF_ASSIGN_OR_RETURN(const int sms, detail::MultiprocessorCount());
   int64_t gemv_floats = 0;
-  for (int k = 0; k < 3; ++k) {
-    s->gemv[k] = detail::PlanGemv(a, sms, k + 1);
-    gemv_floats = std::max(gemv_floats, s->gemv[k].partial_floats);
+  for (int kernel_rows : {1, 2, 4, 8, 16}) {
+    detail::GemvWorkspace& w = s->gemv[detail::GemvPlanIndex(kernel_rows)];
+    w = detail::PlanGemv(a, sms, kernel_rows);
+    gemv_floats = std::max(gemv_floats, w.partial_floats);
   }
   float* gemv_partials = nullptr;
   OWF_RETURN_IF_ERROR(s->Allocate(static_cast<size_t>(gemv_floats) * sizeof(float), reinterpret_cast<void**>(&gemv_partials)));
@@ -157,8 +159,8 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   if (a.cols % 2 != 0) return InvalidArgument("Gemm needs an even column count (activations are read in pairs)");
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
-  if (detail::GemvHandles(a, batch))
-    return detail::LaunchGemv(a, s_->gemv[std::min(batch, 3) - 1], x, ldx, batch, y, ldy, stream);
+  if (const int rows = detail::GemvKernelRows(a, batch))
+    return detail::LaunchGemv(a, s_->gemv[detail::GemvPlanIndex(rows)], x, ldx, batch, rows, y, ldy, stream);
   return detail::LaunchGemm(a, s_->workspace, x, ldx, batch, y, ldy, stream);
 }
 

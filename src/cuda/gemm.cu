@@ -42,12 +42,6 @@ constexpr int SharedBytes() {
   return 2 * PairTable<BITS>::kBytes + kWarps * kRowTilesPerWarp<NT> * NT * 128 * 4 + 16;  // tables, sums, ticket
 }
 
-__device__ __forceinline__ void SplitBf16(float v, uint32_t& hi, uint32_t& lo) {
-  const __nv_bfloat16 h = __float2bfloat16_rn(v);
-  hi = __bfloat16_as_ushort(h);
-  lo = __bfloat16_as_ushort(__float2bfloat16_rn(v - __bfloat162float(h)));
-}
-
 // Byte offset in a pair table of pair p (codes 2p, 2p + 1) of a lane's words; lane4 = lane * 4.
 template <int BITS>
 __device__ __forceinline__ uint32_t PairOffset(const uint32_t (&w)[BITS], int p, uint32_t lane4) {
@@ -77,21 +71,22 @@ template <int BITS, int NT, int RT>
 __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned char* smem, uint32_t lane4,
                                              const uint32_t (&cur)[RT][BITS], const uint32_t (&raw)[RT][2],
                                              bool ring_scales, int steps_per_scale, const int64_t (&base)[RT][2],
-                                             const uint32_t* const (&xr)[NT], int64_t j, float (&acc)[RT][NT][4]) {
+                                             const uint16_t* const (&xr)[NT], int64_t j, float (&acc)[RT][NT][4]) {
   constexpr int kLo = PairTable<BITS>::kBytes;
   const bool full = j * kTileCols + kTileCols <= a.cols;
   // The activations (B fragments) of this column tile: all loads issued before any is used.
   uint32_t xb[4][NT][2];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
-    const uint32_t* xj = xr[nt] ? xr[nt] + j * (kTileCols / 2) : nullptr;
+    const uint16_t* xj = xr[nt] ? xr[nt] + j * kTileCols : nullptr;
 #pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      // In the last, partial tile each lane checks its own column pairs (cols is even).
-      const int64_t c0 = j * kTileCols + 16 * s + 2 * ((lane4 >> 2) & 3);
-      xb[s][nt][0] = xj && (full || c0 < a.cols) ? __ldg(xj + 8 * s) : 0u;
-      xb[s][nt][1] = xj && (full || c0 + 8 < a.cols) ? __ldg(xj + 8 * s + 4) : 0u;
-    }
+    for (int s = 0; s < 4; ++s)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        // In the last, partial tile each lane checks its own column pairs (cols is even).
+        const int c = FragmentColumn(a.lane_runs, (lane4 >> 2) & 3, s, h);
+        xb[s][nt][h] = xj && (full || j * kTileCols + c < a.cols) ? __ldg(reinterpret_cast<const uint32_t*>(xj + c)) : 0u;
+      }
   }
   // Separate accumulators for the hi and lo terms: independent mma chains.
   float part_hi[RT][NT][4], part_lo[RT][NT][4];
@@ -103,7 +98,7 @@ __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned
       for (int i = 0; i < 4; ++i) part_hi[r][nt][i] = part_lo[r][nt][i] = 0.0f;
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
-    if (full || j * kTileCols + 16 * s < a.cols) {
+    if (full || a.lane_runs || j * kTileCols + 16 * s < a.cols) {  // k-steps past the matrix
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         uint32_t hi[4], lo[4];
@@ -163,9 +158,7 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1) GemmKernel(MatrixAr
   // the tables are rebuilt by every block, so this is on the critical path of short launches).
   __shared__ uint32_t split[kMaxCodebook];
   if (threadIdx.x < kMaxCodebook) {
-    uint32_t h, l;
-    SplitBf16(static_cast<int>(threadIdx.x) < a.codebook_size ? a.codebook[threadIdx.x] : 0.0f, h, l);
-    split[threadIdx.x] = h | l << 16;
+    split[threadIdx.x] = SplitBf16(static_cast<int>(threadIdx.x) < a.codebook_size ? a.codebook[threadIdx.x] : 0.0f);
   }
   __syncthreads();
   constexpr int kCopies = Table::kPerLane ? 32 : 1;
@@ -178,18 +171,18 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1) GemmKernel(MatrixAr
   __syncthreads();
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int g = lane >> 2, t = lane & 3;
+  const int g = lane >> 2;
   const uint32_t lane4 = static_cast<uint32_t>(lane) * 4;
   const int64_t groups = (a.row_tiles + RT - 1) / RT;  // groups of RT row tiles
   const int64_t units = groups * ws.k_parts;
   const int64_t tiles_per_part = (a.col_tiles + ws.k_parts - 1) / ws.k_parts;
   const bool ring_scales = steps_per_scale == 4;  // one scale per row per tile: prefetched
-  // Activation pointers of this lane's B-fragment column in each n-tile (as bf16 pairs).
-  const uint32_t* xr[NT];
+  // The activation row of this lane's B-fragment column in each n-tile.
+  const uint16_t* xr[NT];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
     const int n = nt * 8 + g;
-    xr[nt] = n < batch ? reinterpret_cast<const uint32_t*>(x + n * ldx) + t : nullptr;
+    xr[nt] = n < batch ? x + n * ldx : nullptr;
   }
 
   for (int64_t unit = blockIdx.x; unit < units; unit += gridDim.x) {

@@ -1,15 +1,20 @@
-// The small-batch (1-4 activation rows) fused dequantise-GEMV on CUDA cores, in fp32.
+// The small-batch (1-16 activation rows) fused dequantise-GEMV: fp32 on CUDA cores for 1-4 rows,
+// bf16 tensor-core mma for 5-16 rows (codes of at most 4 bits).
 //
 // At batch 1 a 4-bit product is bound by reading the codes: the H100 streams 12.8 bytes per SM
 // per cycle, so a 16x64 tile (512 bytes of 4-bit codes) must cost at most ~160 warp instructions
 // and ~40 shared-memory wavefronts at full bandwidth. Each lane decodes its 32 codes two at a time
 // with ONE byte permute (the pair's byte, placed next to the lane's copy offset, is the
-// shared-memory address) and ONE 8-byte shared-memory load of both fp32 codebook values from a
-// table indexed by the pair (each lane reads its own copy, so the loads never conflict on banks),
-// then two fp32 FMAs per activation row. The activations sit in shared memory as fp32, permuted so
-// that a lane reads the 4 of a 16-column k-step with one 16-byte load, and a lane keeps a column
-// tile's activations in registers for R row tiles (a step); the two scales a lane needs per tile
-// (rows g and g + 8) are adjacent in the GPU layout and come with one load.
+// shared-memory address) and ONE 8-byte shared-memory load from a table indexed by the pair (each
+// lane reads its own copy, so the loads never conflict on banks). On CUDA cores the entry holds
+// both fp32 codebook values, then two fp32 FMAs per activation row; the activations sit in shared
+// memory as fp32, permuted so that a lane reads the 4 of a 16-column k-step with one 16-byte load,
+// and a lane keeps a column tile's activations in registers for R row tiles (a step). On tensor
+// cores the entry holds the pair as two mma A-fragment registers, the hi and lo terms of a
+// two-term bf16 split of each value (2^-17 relative), and each goes through an m16n8k16 mma
+// against B fragments of 8 activation rows, which a lane loads from global memory one step ahead.
+// The two scales a lane needs per tile (rows g and g + 8) are adjacent in the GPU layout and come
+// with one load.
 //
 // Work split: the steps (groups of R row tiles x column tiles, group major) are cut into equal
 // contiguous ranges, one per warp of a one-block-per-SM grid; a warp keeps the next step's codes
@@ -31,39 +36,47 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kMinTilesPerWarp = 4;
 constexpr int kStaticSharedBytes = 1024;  // the kernel's static shared memory (the codebook), rounded up
 
+// The activation rows a kernel is built for: batch 1 and 2 have their own, 3-4, 5-8 and 9-16
+// share one each. Kernels of 8 and 16 rows use tensor cores.
+constexpr int KernelRows(int batch) { return batch <= 2 ? batch : batch <= 4 ? 4 : batch <= 8 ? 8 : 16; }
+constexpr bool OnTensorCores(int kernel_rows) { return kernel_rows >= 8; }
+constexpr int kMaxTensorBits = 4;  // tensor-core kernels index a pair table by two codes
+
+// Rows of tiles a warp works on together (a step): they share the activations of each column
+// tile, which a lane holds in registers (shared-memory bandwidth is the tightest resource).
+constexpr int RowTilesPerStep(int kernel_rows) { return kernel_rows == 1 || kernel_rows == 8 ? 4 : 2; }
+
 // How a lane decodes its codes: kGroup codes per shared-memory load from a table of
-// 2^(kGroup * BITS) entries of kGroup fp32 values, with kCopies interleaved copies (entry e of
+// 2^(kGroup * BITS) entries of kGroup words (fp32 values on CUDA cores; on tensor cores, kGroup = 2
+// and the words are the pair's hi and lo bf16x2 terms), with kCopies interleaved copies (entry e of
 // copy c at byte e * kRowBytes + c * kEntryBytes) so that the lanes of one shared-memory access
 // phase never hit the same bank.
-constexpr int LookupGroup(int bits) { return bits <= 2 ? 4 : bits <= 4 ? 2 : 1; }
-constexpr int LookupCopies(int bits) { return LookupGroup(bits) == 4 ? 16 : 32; }
-constexpr int LookupBytes(int bits) {
-  return (1 << (LookupGroup(bits) * bits)) * LookupGroup(bits) * 4 * LookupCopies(bits);
+constexpr int LookupGroup(int bits, bool tensor) { return tensor ? 2 : bits <= 2 ? 4 : bits <= 4 ? 2 : 1; }
+constexpr int LookupCopies(int bits, bool tensor) { return LookupGroup(bits, tensor) == 4 ? 16 : 32; }
+constexpr int LookupBytes(int bits, bool tensor) {
+  return (1 << (LookupGroup(bits, tensor) * bits)) * LookupGroup(bits, tensor) * 4 * LookupCopies(bits, tensor);
 }
-template <int BITS>
+template <int BITS, bool TENSOR>
 struct Lookup {
-  static constexpr int kGroup = LookupGroup(BITS);
+  static constexpr int kGroup = LookupGroup(BITS, TENSOR);
   static constexpr int kIndexBits = kGroup * BITS;
-  static constexpr int kEntries = 1 << kIndexBits;
   static constexpr int kEntryBytes = kGroup * 4;
-  static constexpr int kCopies = LookupCopies(BITS);
+  static constexpr int kCopies = LookupCopies(BITS, TENSOR);
   static constexpr int kRowBytes = kEntryBytes * kCopies;
-  static constexpr int kBytes = LookupBytes(BITS);
+  static constexpr int kBytes = LookupBytes(BITS, TENSOR);
   static constexpr bool kBytePerm = kIndexBits == 8 && kRowBytes == 256;  // address = one prmt
 };
 
-// The activation rows a kernel is built for: batch 1 and 2 have their own, 3 and 4 share one.
-constexpr int KernelRows(int batch) { return batch <= 2 ? batch : 4; }
-
-// Dynamic shared memory of a launch: the lookup table, then the activations as fp32.
+// Dynamic shared memory of a launch: the lookup table, then (CUDA cores) the activations as fp32.
 constexpr int64_t SharedBytes(int bits, int kernel_rows, int64_t col_tiles) {
-  return LookupBytes(bits) + kernel_rows * col_tiles * kTileCols * 4;
+  const bool tensor = OnTensorCores(kernel_rows);
+  return LookupBytes(bits, tensor) + (tensor ? 0 : kernel_rows * col_tiles * kTileCols * 4);
 }
 
 // Byte offset in the table of group p of a lane's words; copy = the lane's copy offset (bytes).
-template <int BITS>
+template <int BITS, bool TENSOR>
 __device__ __forceinline__ uint32_t GroupOffset(const uint32_t (&w)[BITS], int p, uint32_t copy) {
-  using L = Lookup<BITS>;
+  using L = Lookup<BITS, TENSOR>;
   if constexpr (L::kBytePerm) {
     // Byte p % 4 of word p / 4 into byte 1, the copy offset (< 256) into byte 0, zeros above.
     return __byte_perm(w[(p * L::kIndexBits) >> 5], copy, 0x5504u | (static_cast<uint32_t>(p & 3) << 4));
@@ -73,7 +86,7 @@ __device__ __forceinline__ uint32_t GroupOffset(const uint32_t (&w)[BITS], int p
 }
 
 // First tile of warp w's range, and the warp whose range holds tile n (64-bit products; tile
-// counts fit in 32 bits, GemvHandles checks).
+// counts fit in 32 bits, GemvKernelRows checks).
 __device__ __forceinline__ int RangeStart(int w, int tiles, int warps) {
   return static_cast<int>(static_cast<int64_t>(w) * tiles / warps);
 }
@@ -99,19 +112,18 @@ __device__ __forceinline__ float ScaleValue(const uint32_t (&raw)[2], int h) {
   else return 1.0f;
 }
 
-// Rows of tiles a warp works on together: they share the activations of each column tile, which
-// a lane holds in registers (shared-memory bandwidth is the kernel's tightest resource).
-template <int B>
-constexpr int kRowTilesPerStep = B == 1 ? 4 : 2;
-
 // B: activation rows the kernel is built for (batch <= B; the rest are zeros and not written);
 // ST: the scale storage (GpuScale).
 template <int BITS, int B, int ST>
 __global__ void __launch_bounds__(kThreads, 1)
-    GemvKernel(MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x, int64_t ldx, int batch,
-               float* __restrict__ y, int64_t ldy) {
-  using L = Lookup<BITS>;
-  constexpr int R = kRowTilesPerStep<B>;
+    GemvKernel(MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x, int64_t ldx, bool x_aligned16,
+               int batch, float* __restrict__ y, int64_t ldy) {
+  constexpr bool TC = OnTensorCores(B);
+  static_assert(!TC || BITS <= kMaxTensorBits, "tensor-core kernels take codes of at most 4 bits");
+  using L = Lookup<BITS, TC>;
+  constexpr int R = RowTilesPerStep(B);
+  constexpr int NT = TC ? B / 8 : 1;             // mma n-tiles of 8 activation rows
+  constexpr int kSums = TC ? NT * 4 : 2 * B;     // a lane's sums per row tile
   constexpr int kGroupOutputs = R * kTileRows * B;  // one segment's partial sums
   static_assert(kGroupOutputs <= kGemvGroupOutputs, "segment partials outgrow the workspace");
   extern __shared__ __align__(16) unsigned char smem[];
@@ -119,7 +131,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int C = static_cast<int>(a.col_tiles), M = static_cast<int>(ws.steps);
   const int last_tile_row = static_cast<int>(a.row_tiles) - 1;
   const int W = static_cast<int>(ws.warps);  // warps with work (each has at least one step)
-  float* xs = reinterpret_cast<float*>(smem + L::kBytes);  // [B][C * 64], permuted per tile
+  float* xs = reinterpret_cast<float*>(smem + L::kBytes);  // CUDA cores: [B][C * 64], permuted per tile
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
@@ -153,6 +165,33 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     LoadScalePair<ST>(a.scales, scale_pairs[r] + 8 * (lj >> ws.col_shift), ring_scale[r]);
   };
+  // Tensor cores: the B fragments of the load cursor's column tile. In lane runs (TileColumn) a
+  // lane's are the 16 columns 16 t .. 16 t + 15 of activation row nt * 8 + g: two 16-byte loads
+  // where the rows are 16-byte aligned and the tile is whole, else pair by pair (zeros past the
+  // batch and the matrix).
+  const uint16_t* x_lane[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) x_lane[nt] = nt * 8 + g < batch ? x + (nt * 8 + g) * ldx + 16 * t : nullptr;
+  uint32_t x_frag[TC ? 4 : 1][NT][2];  // the current step's, then the next one's
+  auto load_fragments = [&]() {
+    if constexpr (TC) {
+      const bool fast = x_aligned16 && (lj + 1) * kTileCols <= a.cols;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const uint16_t* p = x_lane[nt] ? x_lane[nt] + lj * kTileCols : nullptr;
+        if (p && fast) {
+          const uint4 u = __ldg(reinterpret_cast<const uint4*>(p)), v = __ldg(reinterpret_cast<const uint4*>(p) + 1);
+          x_frag[0][nt][0] = u.x, x_frag[0][nt][1] = u.y, x_frag[1][nt][0] = u.z, x_frag[1][nt][1] = u.w;
+          x_frag[2][nt][0] = v.x, x_frag[2][nt][1] = v.y, x_frag[3][nt][0] = v.z, x_frag[3][nt][1] = v.w;
+        } else {
+#pragma unroll
+          for (int k = 0; k < 8; ++k)  // cols is even: a pair is in the matrix or past it
+            x_frag[k / 2][nt][k % 2] = p && lj * kTileCols + 16 * t + 2 * k < a.cols
+                                           ? __ldg(reinterpret_cast<const uint32_t*>(p) + k) : 0u;
+        }
+      }
+    }
+  };
   auto next_step = [&]() {
     if (++lj == C) {
       lj = 0;
@@ -166,25 +205,26 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (m0 < m1) {
 #pragma unroll
     for (int r = 0; r < R; ++r) load_tile(r);
+    load_fragments();
     next_step();
   }
 
-  // The activations as permuted fp32 (the 4 values of (tile, k-step s, t) are columns
-  // 16 s + 2 t + {0, 1, 8, 9} of the tile; their loads are all issued before the table is built),
-  // and the lookup table from the codebook (16-byte stores).
+  // CUDA cores: the activations as permuted fp32 (the 4 values of (tile, k-step s, t) are those of
+  // A-fragment elements 0, 1, 4, 5; their loads are all issued before the table is built).
   constexpr int kXUnits = 8;  // float4s of activations per thread per pass
-  const int x_units = B * C * 16;
+  const int x_units = TC ? 0 : B * C * 16;
   uint32_t xlo[kXUnits], xhi[kXUnits];
   auto load_x = [&](int base) {
 #pragma unroll
     for (int k = 0; k < kXUnits; ++k) {
       const int u = base + k * kThreads + static_cast<int>(threadIdx.x);
-      const int b = u / (C * 16), q = u - b * C * 16;
-      const int col = (q >> 4) * 64 + 16 * ((q >> 2) & 3) + 2 * (q & 3);
-      xlo[k] = xhi[k] = 0;  // bf16 pairs at col and col + 8 (cols is even)
-      if (u < x_units && b < batch && col < a.cols) xlo[k] = __ldg(reinterpret_cast<const uint32_t*>(x + b * ldx + col));
-      if (u < x_units && b < batch && col + 8 < a.cols)
-        xhi[k] = __ldg(reinterpret_cast<const uint32_t*>(x + b * ldx + col + 8));
+      const int b = u / (C * 16), q = u - b * C * 16;  // q: tile q >> 4, k-step (q >> 2) & 3, t = q & 3
+      const int tile_col = (q >> 4) * 64;
+      const int c0 = tile_col + FragmentColumn(a.lane_runs, q & 3, (q >> 2) & 3, 0);
+      const int c1 = tile_col + FragmentColumn(a.lane_runs, q & 3, (q >> 2) & 3, 1);
+      xlo[k] = xhi[k] = 0;  // bf16 pairs at c0 and c1 (cols is even)
+      if (u < x_units && b < batch && c0 < a.cols) xlo[k] = __ldg(reinterpret_cast<const uint32_t*>(x + b * ldx + c0));
+      if (u < x_units && b < batch && c1 < a.cols) xhi[k] = __ldg(reinterpret_cast<const uint32_t*>(x + b * ldx + c1));
     }
   };
   auto store_x = [&](int base) {
@@ -197,70 +237,85 @@ __global__ void __launch_bounds__(kThreads, 1)
                         __uint_as_float(xhi[k] << 16), __uint_as_float(xhi[k] & 0xFFFF0000u));
     }
   };
-  load_x(0);
-  __shared__ float book[kMaxCodebook];
-  if (threadIdx.x < kMaxCodebook) book[threadIdx.x] = threadIdx.x < a.codebook_size ? a.codebook[threadIdx.x] : 0.0f;
+  if constexpr (!TC) load_x(0);
+  // The lookup table from the codebook (16-byte stores): fp32 values, or the pair's hi and lo
+  // bf16x2 terms (book holds each value's split, hi | lo << 16).
+  __shared__ uint32_t book[kMaxCodebook];
+  if (threadIdx.x < kMaxCodebook) {
+    const float v = threadIdx.x < a.codebook_size ? a.codebook[threadIdx.x] : 0.0f;
+    book[threadIdx.x] = TC ? SplitBf16(v) : __float_as_uint(v);
+  }
   __syncthreads();
   for (int u = threadIdx.x; u < L::kBytes / 16; u += kThreads) {
     const int e = u * 16 / L::kRowBytes, f0 = u * 16 % L::kRowBytes / 4;
-    float v[4];
+    uint32_t v[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) v[k] = book[(e >> (((f0 + k) % L::kGroup) * BITS)) & ((1 << BITS) - 1)];
-    reinterpret_cast<float4*>(smem)[u] = make_float4(v[0], v[1], v[2], v[3]);
+    for (int k = 0; k < 4; ++k) {
+      const int f = (f0 + k) % L::kGroup;
+      if constexpr (TC) {
+        const uint32_t s0 = book[e & ((1 << BITS) - 1)], s1 = book[e >> BITS];
+        v[k] = f == 0 ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
+      } else {
+        v[k] = book[(e >> (f * BITS)) & ((1 << BITS) - 1)];
+      }
+    }
+    reinterpret_cast<uint4*>(smem)[u] = make_uint4(v[0], v[1], v[2], v[3]);
   }
-  store_x(0);
-  for (int base = kXUnits * kThreads; base < x_units; base += kXUnits * kThreads) {
-    load_x(base);
-    store_x(base);
+  if constexpr (!TC) {
+    store_x(0);
+    for (int base = kXUnits * kThreads; base < x_units; base += kXUnits * kThreads) {
+      load_x(base);
+      store_x(base);
+    }
   }
   __syncthreads();
 
-  // The lane's sums for rows g and g + 8 of each row tile of the current group.
-  float acc[R][2][B];
+  // The lane's sums for each row tile of the current group: rows g + 8 h, activation row b at
+  // [h * B + b] on CUDA cores; the mma C fragments (row g + 8 (i / 2), activation row
+  // nt * 8 + 2 t + i % 2 at [nt * 4 + i]) on tensor cores.
+  float acc[R][kSums];
   auto clear_sums = [&]() {
 #pragma unroll
     for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int b = 0; b < B; ++b) acc[r][h][b] = 0.0f;
+      for (int k = 0; k < kSums; ++k) acc[r][k] = 0.0f;
   };
   clear_sums();
+  // Row in the group and activation row of sum k; only t = 0 lanes hold CUDA-core totals.
+  auto row_in_group = [&](int r, int k) { return r * kTileRows + g + 8 * (TC ? (k & 3) >> 1 : k / B); };
+  auto batch_row = [&](int k) { return TC ? (k >> 2) * 8 + 2 * t + (k & 1) : k % B; };
+  const bool holds_totals = TC || t == 0;
 
-  // Ends the lane's part of group grp: four-lane sums, then the outputs or a segment partial.
+  // Ends the lane's part of group grp: the outputs, or a segment partial.
   auto flush = [&](int grp) {
+    if constexpr (!TC) {  // four-lane sums
 #pragma unroll
-    for (int r = 0; r < R; ++r)
+      for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int b = 0; b < B; ++b) {
-          acc[r][h][b] += __shfl_xor_sync(0xFFFFFFFFu, acc[r][h][b], 1);
-          acc[r][h][b] += __shfl_xor_sync(0xFFFFFFFFu, acc[r][h][b], 2);
+        for (int k = 0; k < kSums; ++k) {
+          acc[r][k] += __shfl_xor_sync(0xFFFFFFFFu, acc[r][k], 1);
+          acc[r][k] += __shfl_xor_sync(0xFFFFFFFFu, acc[r][k], 2);
         }
+    }
     const int wa = WarpOf(grp * C, M, W), wb = WarpOf(grp * C + C - 1, M, W);
     if (wa == wb) {
-      if (t == 0) {
+      if (holds_totals) {
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int64_t row = static_cast<int64_t>(grp * R + r) * kTileRows + g + 8 * h;
-            if (row < a.rows)
-#pragma unroll
-              for (int b = 0; b < B; ++b)
-                if (b < batch) y[b * ldy + row] = WithOutliers(a, x, ldx, b, row, acc[r][h][b]);
+          for (int k = 0; k < kSums; ++k) {
+            const int64_t row = static_cast<int64_t>(grp) * R * kTileRows + row_in_group(r, k);
+            const int b = batch_row(k);
+            if (row < a.rows && b < batch) y[b * ldy + row] = WithOutliers(a, x, ldx, b, row, acc[r][k]);
           }
       }
     } else {
       float* mine = ws.partials + (static_cast<int64_t>(grp) * ws.segments + (gw - wa)) * kGroupOutputs;
-      if (t == 0) {
+      if (holds_totals) {
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
-          for (int h = 0; h < 2; ++h)
-#pragma unroll
-            for (int b = 0; b < B; ++b) mine[(r * kTileRows + g + 8 * h) * B + b] = acc[r][h][b];
+          for (int k = 0; k < kSums; ++k) mine[row_in_group(r, k) * B + batch_row(k)] = acc[r][k];
       }
       __threadfence();
       __syncwarp();
@@ -269,12 +324,23 @@ __global__ void __launch_bounds__(kThreads, 1)
       ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
       if (ticket == static_cast<unsigned>(wb - wa)) {  // the last segment of this group
         __threadfence();
-        const float* parts = ws.partials + static_cast<int64_t>(grp) * ws.segments * kGroupOutputs;
-        for (int idx = lane; idx < kGroupOutputs; idx += 32) {
-          float sum = 0.0f;
-          for (int sg = 0; sg <= wb - wa; ++sg) sum += __ldcg(parts + sg * kGroupOutputs + idx);
+        // A lane sums outputs lane + 32 k over the segments in order; a segment's loads are
+        // independent, so they are all in flight together.
+        const float* parts = ws.partials + static_cast<int64_t>(grp) * ws.segments * kGroupOutputs + lane;
+        constexpr int kPerLane = kGroupOutputs / 32;
+        static_assert(kGroupOutputs % 32 == 0);
+        float sum[kPerLane];
+#pragma unroll
+        for (int k = 0; k < kPerLane; ++k) sum[k] = 0.0f;
+#pragma unroll 2
+        for (int sg = 0; sg <= wb - wa; ++sg)
+#pragma unroll
+          for (int k = 0; k < kPerLane; ++k) sum[k] += __ldcg(parts + sg * kGroupOutputs + 32 * k);
+#pragma unroll
+        for (int k = 0; k < kPerLane; ++k) {
+          const int idx = lane + 32 * k;
           const int64_t row = static_cast<int64_t>(grp) * R * kTileRows + idx / B;
-          if (row < a.rows && idx % B < batch) y[(idx % B) * ldy + row] = WithOutliers(a, x, ldx, idx % B, row, sum);
+          if (row < a.rows && idx % B < batch) y[(idx % B) * ldy + row] = WithOutliers(a, x, ldx, idx % B, row, sum[k]);
         }
         if (lane == 0) ws.tickets[grp] = 0;
       }
@@ -283,60 +349,97 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
 
   int grp = m0 / C, j = m0 - grp * C;
+  // CUDA cores: tile r of the step times this column tile's activations (4 per k-step per
+  // activation row, in registers), fp32 FMAs; the tile's sums per row (g, g + 8) and activation row.
+  auto tile_on_cuda_cores = [&](int r, const float4 (&xv)[4][B], float (&part)[2][B]) {
+    // Two independent partial sums per row (even and odd k-steps) keep the FMA chains short.
+    float sums2[2][2][B];
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int c = 0; c < 2; ++c)
+#pragma unroll
+        for (int b = 0; b < B; ++b) sums2[h][c][b] = 0.0f;
+#pragma unroll
+    for (int p = 0; p < 32 / L::kGroup; ++p) {
+      const unsigned char* entry = smem + GroupOffset<BITS, TC>(ring[r], p, copy);
+      float v[L::kGroup];
+      if constexpr (L::kGroup == 4) {
+        const float4 e4 = *reinterpret_cast<const float4*>(entry);
+        v[0] = e4.x, v[1] = e4.y, v[2] = e4.z, v[3] = e4.w;
+      } else if constexpr (L::kGroup == 2) {
+        const float2 e2 = *reinterpret_cast<const float2*>(entry);
+        v[0] = e2.x, v[1] = e2.y;
+      } else {
+        v[0] = *reinterpret_cast<const float*>(entry);
+      }
+#pragma unroll
+      for (int k = 0; k < L::kGroup; ++k) {
+        const int q = p * L::kGroup + k, s = q >> 3, e = q & 7;  // fragment element e of k-step s
+        const int h = (e >> 1) & 1, xi = (e & 1) + 2 * (e >> 2);   // row g + 8 h, x column xi
+#pragma unroll
+        for (int b = 0; b < B; ++b) {
+          const float4& xb = xv[s][b];
+          const float xval = xi == 0 ? xb.x : xi == 1 ? xb.y : xi == 2 ? xb.z : xb.w;
+          sums2[h][s & 1][b] = fmaf(v[k], xval, sums2[h][s & 1][b]);
+        }
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int b = 0; b < B; ++b) part[h][b] = sums2[h][0][b] + sums2[h][1][b];
+  };
+  // Tensor cores: tile r of the step, its pairs' hi and lo terms each through an mma per n-tile.
+  auto tile_on_tensor_cores = [&](int r, const uint32_t (&xb)[TC ? 4 : 1][NT][2], float (&part)[NT][4]) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) part[nt][i] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < (TC ? 4 : 0); ++s) {
+      uint32_t hi[4], lo[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint2 e2 = *reinterpret_cast<const uint2*>(smem + GroupOffset<BITS, TC>(ring[r], 4 * s + i, copy));
+        hi[i] = e2.x, lo[i] = e2.y;
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        Mma(part[nt], hi, xb[s][nt][0], xb[s][nt][1]);
+        Mma(part[nt], lo, xb[s][nt][0], xb[s][nt][1]);
+      }
+    }
+  };
   // One step: the R tiles of column tile j, in the ring; with `more`, each slot is refilled with
   // the next step's tile once used.
   auto compute_step = [&](bool more) {
-    // This column tile's activations: 4 per k-step per activation row.
-    float4 xv[4][B];
-    const float* xt = xs + j * 64 + 4 * t;
+    float4 xv[TC ? 1 : 4][B];
+    if constexpr (!TC) {
+      const float* xt = xs + j * 64 + 4 * t;
 #pragma unroll
-    for (int s = 0; s < 4; ++s)
+      for (int s = 0; s < 4; ++s)
 #pragma unroll
-      for (int b = 0; b < B; ++b) xv[s][b] = *reinterpret_cast<const float4*>(xt + b * C * 64 + 16 * s);
+        for (int b = 0; b < B; ++b) xv[s][b] = *reinterpret_cast<const float4*>(xt + b * C * 64 + 16 * s);
+    }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      // Two independent partial sums per row (even and odd k-steps) keep the FMA chains short.
-      float part[2][2][B];
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int c = 0; c < 2; ++c)
-#pragma unroll
-          for (int b = 0; b < B; ++b) part[h][c][b] = 0.0f;
-#pragma unroll
-      for (int p = 0; p < 32 / L::kGroup; ++p) {
-        const unsigned char* entry = smem + GroupOffset<BITS>(ring[r], p, copy);
-        float v[L::kGroup];
-        if constexpr (L::kGroup == 4) {
-          const float4 e4 = *reinterpret_cast<const float4*>(entry);
-          v[0] = e4.x, v[1] = e4.y, v[2] = e4.z, v[3] = e4.w;
-        } else if constexpr (L::kGroup == 2) {
-          const float2 e2 = *reinterpret_cast<const float2*>(entry);
-          v[0] = e2.x, v[1] = e2.y;
-        } else {
-          v[0] = *reinterpret_cast<const float*>(entry);
-        }
-#pragma unroll
-        for (int k = 0; k < L::kGroup; ++k) {
-          const int q = p * L::kGroup + k, s = q >> 3, e = q & 7;  // fragment element e of k-step s
-          const int h = (e >> 1) & 1, xi = (e & 1) + 2 * (e >> 2);   // row g + 8 h, x column xi
-#pragma unroll
-          for (int b = 0; b < B; ++b) {
-            const float4& xb = xv[s][b];
-            const float xval = xi == 0 ? xb.x : xi == 1 ? xb.y : xi == 2 ? xb.z : xb.w;
-            part[h][s & 1][b] = fmaf(v[k], xval, part[h][s & 1][b]);
-          }
-        }
-      }
+      float part[TC ? NT : 2][TC ? 4 : B];
+      if constexpr (TC) tile_on_tensor_cores(r, x_frag, part);
+      else tile_on_cuda_cores(r, xv, part);
       const float s0 = ScaleValue<ST>(ring_scale[r], 0), s1 = ScaleValue<ST>(ring_scale[r], 1);
       if (more) load_tile(r);
 #pragma unroll
-      for (int b = 0; b < B; ++b) {
-        acc[r][0][b] = fmaf(s0, part[0][0][b] + part[0][1][b], acc[r][0][b]);
-        acc[r][1][b] = fmaf(s1, part[1][0][b] + part[1][1][b], acc[r][1][b]);
+      for (int k = 0; k < kSums; ++k) {
+        const int h = TC ? (k & 3) >> 1 : k / B;
+        const float v = TC ? part[k >> 2][k & 3] : part[h][k % B];
+        acc[r][k] = fmaf(h == 0 ? s0 : s1, v, acc[r][k]);
       }
     }
-    if (more) next_step();
+    if (more) {
+      load_fragments();  // into the registers just used: their latency overlaps the next decode
+      next_step();
+    }
     if (++j == C) {
       flush(grp);
       j = 0;
@@ -354,7 +457,7 @@ Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, i
               int64_t ldy, cudaStream_t stream) {
   const int bytes = static_cast<int>(SharedBytes(BITS, B, a.col_tiles));
   const auto kernel = GemvKernel<BITS, B, ST>;
-  // Once per kernel: allow all the dynamic shared memory the device offers (GemvHandles checked
+  // Once per kernel: allow all the dynamic shared memory the device offers (GemvKernelRows checked
   // this launch's need against it), rather than a driver call per product.
   static const cudaError_t allowed = [&] {
     cudaFuncAttributes attributes{};
@@ -366,7 +469,8 @@ Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, i
                                 *max_bytes - static_cast<int>(attributes.sharedSizeBytes));
   }();
   OWF_CUDA_RETURN_IF_ERROR(allowed);
-  kernel<<<static_cast<unsigned>(ws.blocks), kThreads, bytes, stream>>>(a, ws, x, ldx, batch, y, ldy);
+  const bool x_aligned16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
+  kernel<<<static_cast<unsigned>(ws.blocks), kThreads, bytes, stream>>>(a, ws, x, ldx, x_aligned16, batch, y, ldy);
   OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return Status::Ok();
 }
@@ -383,25 +487,36 @@ Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 }
 
 template <int BITS>
-Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
-                  int64_t ldy, cudaStream_t stream) {
-  static_assert(KernelRows(1) == 1 && KernelRows(2) == 2 && KernelRows(3) == 4 && KernelRows(4) == 4);
-  if (batch == 1) return LaunchScale<BITS, 1>(a, ws, x, ldx, batch, y, ldy, stream);
-  if (batch == 2) return LaunchScale<BITS, 2>(a, ws, x, ldx, batch, y, ldy, stream);
-  return LaunchScale<BITS, 4>(a, ws, x, ldx, batch, y, ldy, stream);
+Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
+                  int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
+  switch (kernel_rows) {
+    case 1: return LaunchScale<BITS, 1>(a, ws, x, ldx, batch, y, ldy, stream);
+    case 2: return LaunchScale<BITS, 2>(a, ws, x, ldx, batch, y, ldy, stream);
+    case 4: return LaunchScale<BITS, 4>(a, ws, x, ldx, batch, y, ldy, stream);
+  }
+  if constexpr (BITS <= kMaxTensorBits) {
+    if (kernel_rows == 8) return LaunchScale<BITS, 8>(a, ws, x, ldx, batch, y, ldy, stream);
+    return LaunchScale<BITS, 16>(a, ws, x, ldx, batch, y, ldy, stream);
+  }
+  return InvalidArgument("the small-batch tensor-core kernels take codes of at most 4 bits");
 }
 
 }  // namespace
 
-GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int batch) {
+int GemvPlanIndex(int kernel_rows) {
+  static_assert(kGemvPlans == 5);
+  return kernel_rows <= 1 ? 0 : kernel_rows == 2 ? 1 : kernel_rows <= 4 ? 2 : kernel_rows <= 8 ? 3 : 4;
+}
+
+GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
   GemvWorkspace p;
-  const int b_rows = KernelRows(batch);
-  const int rows_per_step = b_rows == 1 ? kRowTilesPerStep<1> : b_rows == 2 ? kRowTilesPerStep<2> : kRowTilesPerStep<4>;
+  const int b_rows = kernel_rows;
+  const int rows_per_step = RowTilesPerStep(b_rows);
   const int64_t groups = (a.row_tiles + rows_per_step - 1) / rows_per_step;
   p.steps = groups * a.col_tiles;
   p.blocks = static_cast<int>(std::clamp<int64_t>(p.steps * rows_per_step / (kWarps * kMinTilesPerWarp), 1, sms));
   p.warps = std::min<int64_t>(static_cast<int64_t>(p.blocks) * kWarps, p.steps);
-  // Column tile j's scale column is j >> col_shift (one block across: always 0; GemvHandles admits
+  // Column tile j's scale column is j >> col_shift (one block across: always 0; GemvKernelRows admits
   // only these geometries).
   p.col_shift = 30;
   if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1)
@@ -416,31 +531,41 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int batch) {
   return p;
 }
 
-bool GemvHandles(const MatrixArgs& a, int batch) {
-  if (batch < 1 || batch > kGemvMaxBatch) return false;
+int GemvKernelRows(const MatrixArgs& a, int batch) {
+  static_assert(KernelRows(1) == 1 && KernelRows(2) == 2 && KernelRows(3) == 4 && KernelRows(5) == 8 &&
+                KernelRows(16) == 16 && kGemvMaxBatch == 16);
+  if (batch < 1 || batch > kGemvMaxBatch || !a.lane_runs) return 0;  // activation loads assume lane runs
   // 32-bit tile, word and scale indices.
   if ((a.row_tiles + 3) * a.col_tiles * 32 * a.code_bits >= (int64_t{1} << 31) || a.rows * a.blocks_across >= (int64_t{1} << 31))
-    return false;
+    return 0;
   // One scale per row per 64-column tile: blocks 64 * 2^k columns wide, one block across, or no
   // scales.
   const auto power_of_two = [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; };
   if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1 &&
       (a.block_cols < kTileCols || !power_of_two(a.block_cols)))
-    return false;
-  // The kernel's rows, not the batch: batch 3 runs the 4-row kernel.
+    return 0;
   const auto max_bytes = MaxSharedBytes();
-  return max_bytes.ok() && SharedBytes(a.code_bits, KernelRows(batch), a.col_tiles) <= *max_bytes - kStaticSharedBytes;
+  if (!max_bytes.ok()) return 0;
+  const auto fits = [&](int rows) {
+    return (!OnTensorCores(rows) || a.code_bits <= kMaxTensorBits) &&
+           SharedBytes(a.code_bits, rows, a.col_tiles) <= *max_bytes - kStaticSharedBytes;
+  };
+  // The CUDA-core kernels keep the activations in shared memory: where they do not fit, the
+  // tensor-core kernel for 8 rows (which reads them from global memory) takes the product.
+  const int rows = KernelRows(batch);
+  if (fits(rows)) return rows;
+  return !OnTensorCores(rows) && fits(8) ? 8 : 0;
 }
 
-Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
-                  int64_t ldy, cudaStream_t stream) {
+Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
+                  int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
   switch (a.code_bits) {
-    case 1: return LaunchBits<1>(a, ws, x, ldx, batch, y, ldy, stream);
-    case 2: return LaunchBits<2>(a, ws, x, ldx, batch, y, ldy, stream);
-    case 3: return LaunchBits<3>(a, ws, x, ldx, batch, y, ldy, stream);
-    case 4: return LaunchBits<4>(a, ws, x, ldx, batch, y, ldy, stream);
-    case 5: return LaunchBits<5>(a, ws, x, ldx, batch, y, ldy, stream);
-    case 6: return LaunchBits<6>(a, ws, x, ldx, batch, y, ldy, stream);
+    case 1: return LaunchBits<1>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+    case 2: return LaunchBits<2>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+    case 3: return LaunchBits<3>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+    case 4: return LaunchBits<4>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+    case 5: return LaunchBits<5>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+    case 6: return LaunchBits<6>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
   }
   return InvalidArgument("code widths are 1 to 6 bits");
 }

@@ -25,10 +25,12 @@ struct Slot {
 Slot Locate(const TiledMatrix& m, int64_t row, int64_t col) {
   const int64_t tile = (row / kTileRows) * m.col_tiles + col / kTileCols;
   const int rr = static_cast<int>(row % kTileRows), cc = static_cast<int>(col % kTileCols);
-  const int s = cc / 16, kc = cc % 16;
-  const int g = rr % 8, t = (kc % 8) / 2;
-  const int e = (kc % 2) + 2 * (rr / 8) + 4 * (kc / 8);
-  return {(tile * 32 + 4 * g + t) * m.code_bits, 8 * s + e};
+  // The inverse of TileColumn: k-step s, lane t and the column's place w in the lane's pairs.
+  const int s = m.lane_runs ? cc % 16 / 4 : cc / 16;
+  const int t = m.lane_runs ? cc / 16 : cc % 8 / 2;
+  const int w = m.lane_runs ? cc % 4 : cc % 2 + 2 * (cc % 16 / 8);
+  const int e = (w & 1) + 2 * (rr / 8) + 4 * (w >> 1);
+  return {(tile * 32 + 4 * (rr % 8) + t) * m.code_bits, 8 * s + e};
 }
 
 }  // namespace
@@ -123,7 +125,9 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
     m.block_cols = g.cols;
     m.blocks_across = 1;
   }
-  // Re-tile the codes: tile by tile, lane by lane, in mma A-fragment order.
+  // Lane runs wherever a tile never straddles two scaling block columns.
+  m.lane_runs = m.scale_type == GpuScale::kNone || m.blocks_across == 1 || m.block_cols % kTileCols == 0;
+  // Re-tile the codes: tile by tile, lane by lane, in mma A-fragment order (TileColumn).
   m.codes.assign(static_cast<size_t>(m.row_tiles * m.col_tiles * 32 * m.code_bits), 0u);
   for (int64_t i = 0; i < m.row_tiles; ++i) {
     for (int64_t j = 0; j < m.col_tiles; ++j) {
@@ -131,9 +135,8 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
         uint32_t* words = &m.codes[static_cast<size_t>(((i * m.col_tiles + j) * 32 + lane) * m.code_bits)];
         const int gr = lane / 4, t = lane % 4;
         for (int q = 0; q < 32; ++q) {
-          const int s = q / 8, e = q % 8;
-          const int64_t row = i * kTileRows + gr + 8 * ((e >> 1) & 1);
-          const int64_t col = j * kTileCols + 16 * s + 2 * t + (e & 1) + 8 * (e >> 2);
+          const int64_t row = i * kTileRows + gr + 8 * ((q % 8 >> 1) & 1);
+          const int64_t col = j * kTileCols + TileColumn(m.lane_runs, t, q);
           if (row >= g.rows || col >= g.cols) continue;
           const uint16_t code = v.codes[static_cast<size_t>(row * g.cols + col)];
           if (code >= k)

@@ -54,21 +54,30 @@ TEST(GpuLayout, OutlierDeltasRestoreTheValues) {
   }
 }
 
-// 4-bit codes of one tile: lane l's word s holds the 8 codes of its mma A fragment in order.
+// 4-bit codes of one tile: lane l's word s holds the 8 codes of its mma A fragment in order, with
+// the tile's columns in lane runs where a tile lies inside one scaling block (lane t: columns
+// 16 t .. 16 t + 15), and in the mma order where blocks are narrower (k-step s: columns 16 s ..).
 TEST(GpuLayout, FourBitLaneWordsFollowTheMmaFragment) {
-  auto q = Quantise({"int4@64:absmax", 16, 64});
-  ASSERT_TRUE(q.ok());
-  auto m = TileForGpu(ViewOf(*q));
-  ASSERT_TRUE(m.ok());
-  ASSERT_EQ(m->codes.size(), 32u * 4u);
-  for (int lane = 0; lane < 32; ++lane) {
-    const int g = lane / 4, t = lane % 4;
-    for (int s = 0; s < 4; ++s) {
-      const uint32_t w = m->codes[static_cast<size_t>(lane * 4 + s)];
-      const int rows[8] = {g, g, g + 8, g + 8, g, g, g + 8, g + 8};
-      const int cols[8] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t + 8, 2 * t + 9, 2 * t + 8, 2 * t + 9};
-      for (int e = 0; e < 8; ++e)
-        EXPECT_EQ((w >> (4 * e)) & 15u, q->codes[static_cast<size_t>(rows[e] * 64 + 16 * s + cols[e])]);
+  for (const bool narrow_blocks : {false, true}) {
+    SCOPED_TRACE(narrow_blocks);
+    auto q = Quantise({narrow_blocks ? "int4@16:absmax" : "int4@64:absmax", 16, 64});
+    ASSERT_TRUE(q.ok());
+    auto m = TileForGpu(ViewOf(*q));
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ(m->lane_runs, !narrow_blocks);
+    ASSERT_EQ(m->codes.size(), 32u * 4u);
+    for (int lane = 0; lane < 32; ++lane) {
+      const int g = lane / 4, t = lane % 4;
+      for (int s = 0; s < 4; ++s) {
+        const uint32_t w = m->codes[static_cast<size_t>(lane * 4 + s)];
+        const int rows[8] = {g, g, g + 8, g + 8, g, g, g + 8, g + 8};
+        const int mma[8] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t + 8, 2 * t + 9, 2 * t + 8, 2 * t + 9};
+        const int runs[8] = {0, 1, 0, 1, 2, 3, 2, 3};
+        for (int e = 0; e < 8; ++e) {
+          const int col = narrow_blocks ? 16 * s + mma[e] : 16 * t + 4 * s + runs[e];
+          EXPECT_EQ((w >> (4 * e)) & 15u, q->codes[static_cast<size_t>(rows[e] * 64 + col)]);
+        }
+      }
     }
   }
 }

@@ -6,10 +6,11 @@
 // Tiling. The (rows x cols) matrix is cut into tiles of 16 rows x 64 columns (the last ones
 // padded with code 0 and zero activations). Tile (i, j) is stored at word offset
 // ((i * col_tiles) + j) * 32 * code_bits: 32 lanes, lane-major, code_bits 32-bit words each.
-// Lane l = 4 g + t holds 32 codes: for k-step s = 0..3 (columns 16 s .. 16 s + 15 of the tile)
-// the 8 codes of rows (g, g, g+8, g+8, g, g, g+8, g+8) and columns (2t, 2t+1, 2t, 2t+1, 2t+8,
-// 2t+9, 2t+8, 2t+9) -- the mma A-fragment order. Code q (q = 8 s + e) occupies bits
-// [q * code_bits, (q + 1) * code_bits) of the lane's words read as one little-endian bit string.
+// Lane l = 4 g + t holds 32 codes q = 8 s + e (k-step s = 0..3, mma A-fragment element e = 0..7)
+// of rows g + 8 ((e >> 1) & 1) and the columns TileColumn gives -- the mma A-fragment order, with
+// the tile's columns assigned to the fragments' k positions in one of two orders. Code q occupies
+// bits [q * code_bits, (q + 1) * code_bits) of the lane's words read as one little-endian bit
+// string.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,17 @@ namespace owf::cuda {
 inline constexpr int kTileRows = 16;
 inline constexpr int kTileCols = 64;
 inline constexpr int kMaxCodebook = 64;
+
+// Column inside its tile of lane 4 g + t's code q (k-step s = q / 8, A-fragment element e = q % 8).
+// The mma order keeps k-step s in columns 16 s .. 16 s + 15 (lane t: 2t, 2t+1, 2t+8, 2t+9), so
+// that scaling blocks of 16-48 columns hold whole k-steps. Lane runs give lane t the 16 adjacent
+// columns 16 t .. 16 t + 15 (k-step s: 16 t + 4 s .. 16 t + 4 s + 3), so that the activations of
+// its B fragments for a whole tile are one 32-byte run per activation row; TileForGpu uses them
+// whenever every tile lies inside one scaling block column.
+constexpr int TileColumn(bool lane_runs, int t, int q) {
+  const int s = q / 8, e = q % 8;
+  return lane_runs ? 16 * t + 4 * s + (e & 1) + 2 * (e >> 2) : 16 * s + 2 * t + (e & 1) + 8 * (e >> 2);
+}
 
 // Where the scale of (row, block column bc) sits in TiledMatrix::scales (in scales, not bytes):
 // per tile row, block column by block column, the 16 rows' scales in the order
@@ -58,6 +70,7 @@ struct TiledMatrix {
   int code_bits = 0;             // ceil(log2 K), 1..6
   std::vector<float> codebook;   // K entries
   int64_t row_tiles = 0, col_tiles = 0;
+  bool lane_runs = false;        // the column order inside tiles (TileColumn)
   std::vector<uint32_t> codes;   // row_tiles * col_tiles * 32 * code_bits words
   GpuScale scale_type = GpuScale::kNone;
   int64_t block_rows = 0, block_cols = 0, blocks_across = 0;
