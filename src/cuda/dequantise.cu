@@ -1,6 +1,9 @@
 // Dequantisation to bf16: one warp per 16x64 tile, each lane writing the 32 elements whose codes
 // it holds as bf16(codebook[code] * scale) -- the CPU's fp32 product, rounded to nearest even --
-// then outliers written over by a second kernel. Adjacent columns go out as one 32-bit store.
+// then outliers written over by a second kernel. In lane runs (TileColumn) a lane holds 16
+// adjacent columns of each of its two rows, which go out as two 16-byte stores where the output
+// rows are 16-byte aligned and the tile is whole; otherwise adjacent columns go out as one 32-bit
+// store where rows are 4-byte aligned, or element by element.
 #include "device_common.cuh"
 
 namespace owf::cuda::detail {
@@ -8,10 +11,11 @@ namespace {
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
+enum Stores { kElements, kPairs, kRuns };  // how the kernel writes (see the top)
 
 template <int BITS>
 __global__ void __launch_bounds__(kThreads) DequantiseKernel(MatrixArgs a, uint16_t* __restrict__ out, int64_t ld,
-                                                             bool paired) {
+                                                             int stores) {
   __shared__ float book[kMaxCodebook];
   for (int i = threadIdx.x; i < kMaxCodebook; i += blockDim.x) book[i] = i < a.codebook_size ? a.codebook[i] : 0.0f;
   __syncthreads();
@@ -20,13 +24,34 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(MatrixArgs a, uint1
   const int64_t tile = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
   if (tile >= a.row_tiles * a.col_tiles) return;
   const int64_t ti = tile / a.col_tiles, tj = tile % a.col_tiles;
-  uint32_t w[BITS];
-  LoadLaneWords<BITS>(a.codes + (tile * 32 + lane) * BITS, w);
+  uint32_t w_codes[BITS];
+  LoadLaneWords<BITS>(a.codes + (tile * 32 + lane) * BITS, w_codes);
   const int64_t rows[2] = {ti * kTileRows + g, ti * kTileRows + g + 8};
   const bool scaled = a.scale_type != static_cast<int>(GpuScale::kNone);
   int64_t base[2] = {0, 0};
   if (scaled)
     for (int h = 0; h < 2; ++h) base[h] = RowBase(a, min(rows[h], a.rows - 1));
+  if (stores == kRuns && (tj + 1) * kTileCols <= a.cols) {
+    float scale[2] = {1.0f, 1.0f};  // a tile in lane runs lies inside one scaling block column
+    if (scaled)
+      for (int h = 0; h < 2; ++h) scale[h] = ScaleAt(a, base[h], tj * kTileCols);
+    uint32_t run[2][8];  // bf16 pairs at columns 16 t + 2 i, 16 t + 2 i + 1 of rows g, g + 8
+#pragma unroll
+    for (int p = 0; p < 16; ++p) {  // codes 2p, 2p + 1: one row, adjacent columns 16 t + 4 s + w
+      const int s = p >> 2, e = 2 * (p & 3), h = (e >> 1) & 1, w = 2 * (e >> 2);
+      float v0 = book[FieldAt<BITS, BITS>(w_codes, 2 * p)], v1 = book[FieldAt<BITS, BITS>(w_codes, 2 * p + 1)];
+      if (scaled) v0 = __fmul_rn(v0, scale[h]), v1 = __fmul_rn(v1, scale[h]);
+      run[h][2 * s + w / 2] = static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v0))) |
+                              static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v1))) << 16;
+    }
+    for (int h = 0; h < 2; ++h) {
+      if (rows[h] >= a.rows) continue;
+      uint4* dst = reinterpret_cast<uint4*>(out + rows[h] * ld + tj * kTileCols + 16 * t);
+      dst[0] = make_uint4(run[h][0], run[h][1], run[h][2], run[h][3]);
+      dst[1] = make_uint4(run[h][4], run[h][5], run[h][6], run[h][7]);
+    }
+    return;
+  }
 #pragma unroll
   for (int p = 0; p < 16; ++p) {  // pairs of adjacent columns: codes 2p, 2p + 1
     const int s = p >> 2, e = 2 * (p & 3);
@@ -34,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(MatrixArgs a, uint1
     const int64_t row = rows[h];
     const int64_t col = tj * kTileCols + TileColumn(a.lane_runs, t, 8 * s + e);
     if (row >= a.rows || col >= a.cols) continue;
-    float v0 = book[FieldAt<BITS, BITS>(w, 2 * p)], v1 = book[FieldAt<BITS, BITS>(w, 2 * p + 1)];
+    float v0 = book[FieldAt<BITS, BITS>(w_codes, 2 * p)], v1 = book[FieldAt<BITS, BITS>(w_codes, 2 * p + 1)];
     if (scaled) {
       v0 = __fmul_rn(v0, ScaleAt(a, base[h], col));
       v1 = __fmul_rn(v1, ScaleAt(a, base[h], col + 1));
@@ -42,7 +67,7 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(MatrixArgs a, uint1
     const uint16_t b0 = __bfloat16_as_ushort(__float2bfloat16_rn(v0));
     const uint16_t b1 = __bfloat16_as_ushort(__float2bfloat16_rn(v1));
     uint16_t* dst = out + row * ld + col;
-    if (paired && col + 1 < a.cols) {
+    if (stores != kElements && col + 1 < a.cols) {
       *reinterpret_cast<uint32_t*>(dst) = static_cast<uint32_t>(b0) | static_cast<uint32_t>(b1) << 16;
     } else {
       dst[0] = b0;
@@ -59,24 +84,26 @@ __global__ void WriteOutliersKernel(MatrixArgs a, uint16_t* __restrict__ out, in
 }
 
 template <int BITS>
-void Launch(const MatrixArgs& a, uint16_t* out, int64_t ld, bool paired, cudaStream_t stream) {
+void Launch(const MatrixArgs& a, uint16_t* out, int64_t ld, int stores, cudaStream_t stream) {
   const int64_t tiles = a.row_tiles * a.col_tiles;
   DequantiseKernel<BITS><<<static_cast<unsigned>((tiles + kWarps - 1) / kWarps), kThreads, 0, stream>>>(a, out, ld,
-                                                                                                        paired);
+                                                                                                        stores);
 }
 
 }  // namespace
 
 Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream) {
-  // 32-bit stores need every row start 4-byte aligned (columns of a pair start even).
-  const bool paired = ld % 2 == 0 && reinterpret_cast<uintptr_t>(out) % 4 == 0;
+  // 16-byte stores need every row start 16-byte aligned (a lane's run starts at a multiple of 16
+  // columns), 32-bit ones 4-byte aligned (columns of a pair start even).
+  const auto aligned = [&](int bytes) { return (ld * 2) % bytes == 0 && reinterpret_cast<uintptr_t>(out) % bytes == 0; };
+  const int stores = a.lane_runs && aligned(16) ? kRuns : aligned(4) ? kPairs : kElements;
   switch (a.code_bits) {
-    case 1: Launch<1>(a, out, ld, paired, stream); break;
-    case 2: Launch<2>(a, out, ld, paired, stream); break;
-    case 3: Launch<3>(a, out, ld, paired, stream); break;
-    case 4: Launch<4>(a, out, ld, paired, stream); break;
-    case 5: Launch<5>(a, out, ld, paired, stream); break;
-    case 6: Launch<6>(a, out, ld, paired, stream); break;
+    case 1: Launch<1>(a, out, ld, stores, stream); break;
+    case 2: Launch<2>(a, out, ld, stores, stream); break;
+    case 3: Launch<3>(a, out, ld, stores, stream); break;
+    case 4: Launch<4>(a, out, ld, stores, stream); break;
+    case 5: Launch<5>(a, out, ld, stores, stream); break;
+    case 6: Launch<6>(a, out, ld, stores, stream); break;
     default: return InvalidArgument("code widths are 1 to 6 bits");
   }
   OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());

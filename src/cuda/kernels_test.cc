@@ -46,7 +46,8 @@ Result<DeviceMatrix> UploadQuantised(const QuantisedTensor& q) {
 }
 
 // Dequantisation is bit-exact with the CPU: bf16 of the fp32 values, outliers included; the
-// padding of the output rows (ld > cols) is not written.
+// padding of the output rows (ld > cols) is not written. Odd row strides take element stores;
+// strides of a multiple of 8 take 16-byte stores of lane runs (or 32-bit ones).
 TEST(CudaKernels, DequantiseIsBitExact) {
   SKIP_WITHOUT_GPU();
   for (const auto& tm : AwkwardMatrices()) {
@@ -55,16 +56,18 @@ TEST(CudaKernels, DequantiseIsBitExact) {
     ASSERT_TRUE(q.ok()) << q.status().ToString();
     auto d = UploadQuantised(*q);
     ASSERT_TRUE(d.ok()) << d.status().ToString();
-    const int64_t ld = tm.cols + 5;
-    DeviceBuffer<uint16_t> out(static_cast<size_t>(tm.rows * ld));
-    out.Upload(std::vector<uint16_t>(out.n, 0xFFFF));
-    ASSERT_TRUE(d->DequantiseBf16(out.p, ld).ok());
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    const std::vector<uint16_t> got = out.Download();
-    for (int64_t r = 0; r < tm.rows; ++r) {
-      for (int64_t c = 0; c < ld; ++c) {
-        const uint16_t want = c < tm.cols ? Bf16FromFloat(q->values.data[static_cast<size_t>(r * tm.cols + c)]) : 0xFFFF;
-        ASSERT_EQ(got[static_cast<size_t>(r * ld + c)], want) << "at (" << r << ", " << c << ")";
+    for (const int64_t ld : {tm.cols + 5, (tm.cols + 7) / 8 * 8 + 8}) {
+      SCOPED_TRACE(ld);
+      DeviceBuffer<uint16_t> out(static_cast<size_t>(tm.rows * ld));
+      out.Upload(std::vector<uint16_t>(out.n, 0xFFFF));
+      ASSERT_TRUE(d->DequantiseBf16(out.p, ld).ok());
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<uint16_t> got = out.Download();
+      for (int64_t r = 0; r < tm.rows; ++r) {
+        for (int64_t c = 0; c < ld; ++c) {
+          const uint16_t want = c < tm.cols ? Bf16FromFloat(q->values.data[static_cast<size_t>(r * tm.cols + c)]) : 0xFFFF;
+          ASSERT_EQ(got[static_cast<size_t>(r * ld + c)], want) << "at (" << r << ", " << c << ")";
+        }
       }
     }
   }
@@ -117,21 +120,24 @@ TEST(CudaKernels, GemmMatchesTheCpuReference) {
 }
 
 // Batch 3 runs the 4-row small-batch kernel: where 3 rows of activations would fit in shared
-// memory and 4 would not (12288 columns on an H100), the product must still be computed (by the
-// tensor-core kernel), not refused.
+// memory and 4 would not (12288 columns on an H100), the product must still be computed (by a
+// tensor-core kernel), not refused. Likewise where not even one row fits (45056 columns).
 TEST(CudaKernels, BatchThreeWhereOnlyThreeRowsFit) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(13);
-  auto q = Quantise({"crd4(t,df=5)@64:absmax", 32, 12288});
-  ASSERT_TRUE(q.ok()) << q.status().ToString();
-  auto d = UploadQuantised(*q);
-  ASSERT_TRUE(d.ok()) << d.status().ToString();
-  for (int batch : {2, 3, 4}) ExpectGemmMatches(*q, *d, batch, rng);
+  for (const int64_t cols : {12288, 45056}) {
+    auto q = Quantise({"crd4(t,df=5)@64:absmax", 32, cols});
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    auto d = UploadQuantised(*q);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    for (int batch : {1, 2, 3, 4}) ExpectGemmMatches(*q, *d, batch, rng);
+  }
 }
 
-// Matrices large enough that the small-batch kernel gives each warp several tiles, so that warp
+// Matrices large enough that the small-batch kernels give each warp several tiles, so that warp
 // ranges start and end inside row tiles (partial sums of several warps per row tile), for every
-// table shape (1-6 bit codes), 2-D scaling blocks and outliers.
+// table shape (1-6 bit codes; 5- and 6-bit codes at batch 8 and 16 take the GEMM), 2-D scaling
+// blocks and outliers, on CUDA cores (batch 1, 2, 4) and tensor cores (8, 16).
 TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(12);
@@ -150,7 +156,7 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
     ASSERT_TRUE(q.ok()) << q.status().ToString();
     auto d = UploadQuantised(*q);
     ASSERT_TRUE(d.ok()) << d.status().ToString();
-    for (int batch : {1, 2, 4}) ExpectGemmMatches(*q, *d, batch, rng);
+    for (int batch : {1, 2, 4, 8, 16}) ExpectGemmMatches(*q, *d, batch, rng);
   }
 }
 
@@ -160,11 +166,11 @@ TEST(CudaKernels, GemmIsDeterministic) {
   ASSERT_TRUE(q.ok());
   auto d = UploadQuantised(*q);
   ASSERT_TRUE(d.ok());
-  std::vector<uint16_t> x(16 * 2048);
+  std::vector<uint16_t> x(32 * 2048);
   for (size_t i = 0; i < x.size(); ++i) x[i] = Bf16FromFloat(std::sin(0.37f * static_cast<float>(i)));
   DeviceBuffer<uint16_t> dx(x.size());
   dx.Upload(x);
-  for (int batch : {1, 4, 16}) {  // the split-row GEMV and the split-K GEMM
+  for (int batch : {1, 4, 16, 32}) {  // the GEMVs' segment sums and the split-K GEMM
     DeviceBuffer<float> y1(static_cast<size_t>(batch) * 1000), y2(static_cast<size_t>(batch) * 1000);
     for (int rep = 0; rep < 3; ++rep) {
       ASSERT_TRUE(d->Gemm(dx.p, 2048, batch, y1.p, 1000).ok());
