@@ -161,6 +161,18 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
   if (const int rows = detail::GemvKernelRows(a, batch))
     return detail::LaunchGemv(a, s_->gemv[detail::GemvPlanIndex(rows)], x, ldx, batch, rows, y, ldy, stream);
+  // Larger batches run as chunks of 16 rows on the small-batch kernels where those take the
+  // matrix: each chunk reads the weights again, and still beats the GEMM (README).
+  if (detail::GemvKernelRows(a, detail::kGemvMaxBatch) == detail::kGemvMaxBatch) {
+    for (int b0 = 0; b0 < batch; b0 += detail::kGemvMaxBatch) {
+      const int n = std::min(detail::kGemvMaxBatch, batch - b0);
+      const int rows = detail::GemvKernelRows(a, n);
+      if (rows == 0) return Internal("no small-batch kernel for a chunk of " + std::to_string(n) + " rows");
+      OWF_RETURN_IF_ERROR(detail::LaunchGemv(a, s_->gemv[detail::GemvPlanIndex(rows)], x + b0 * ldx, ldx, n, rows,
+                                             y + b0 * ldy, ldy, stream));
+    }
+    return Status::Ok();
+  }
   return detail::LaunchGemm(a, s_->workspace, x, ldx, batch, y, ldy, stream);
 }
 
