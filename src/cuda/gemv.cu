@@ -23,7 +23,8 @@
 // in segment order: results never depend on timing.
 //
 // Tuning, measured on an H100 (README): 16 warps of up to 128 registers beat 20, 24 or 32 warps
-// with fewer registers; R = 4 beats R = 2 at batch 1, R = 2 beats 4 at batch 2 and 1 at batch 4.
+// with fewer registers; R = 4 beats R = 2 at batch 1, R = 2 beats 4 at batch 2 and 1 at batch 4;
+// on tensor cores R = 4 at 8 rows, and R = 2 at 16 (4 spills registers there and was slower).
 #include <algorithm>
 
 #include "device_common.cuh"
