@@ -97,15 +97,10 @@ Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStre
   // columns), 32-bit ones 4-byte aligned (columns of a pair start even).
   const auto aligned = [&](int bytes) { return (ld * 2) % bytes == 0 && reinterpret_cast<uintptr_t>(out) % bytes == 0; };
   const int stores = a.lane_runs && aligned(16) ? kRuns : aligned(4) ? kPairs : kElements;
-  switch (a.code_bits) {
-    case 1: Launch<1>(a, out, ld, stores, stream); break;
-    case 2: Launch<2>(a, out, ld, stores, stream); break;
-    case 3: Launch<3>(a, out, ld, stores, stream); break;
-    case 4: Launch<4>(a, out, ld, stores, stream); break;
-    case 5: Launch<5>(a, out, ld, stores, stream); break;
-    case 6: Launch<6>(a, out, ld, stores, stream); break;
-    default: return InvalidArgument("code widths are 1 to 6 bits");
-  }
+  OWF_RETURN_IF_ERROR(WithCodeBits(a.code_bits, [&](auto bits) {
+    Launch<decltype(bits)::value>(a, out, ld, stores, stream);
+    return Status::Ok();
+  }));
   OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   if (a.outliers) {
     WriteOutliersKernel<<<static_cast<unsigned>((a.outliers + 255) / 256), 256, 0, stream>>>(a, out, ld);

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <type_traits>
 
 #include "owf/core/status.h"
 #include "owf/cuda/layout.h"
@@ -159,6 +160,21 @@ Result<int> CachedDeviceAttribute() {
 inline Result<int> MultiprocessorCount() { return CachedDeviceAttribute<cudaDevAttrMultiProcessorCount>(); }
 
 // Host-side launchers (gemm.cu, gemv.cu, dequantise.cu).
+
+// Calls launch(std::integral_constant<int, BITS>{}) for a code width of 1 to 6 bits, so that each
+// launcher instantiates its kernels once per width.
+template <typename F>
+Status WithCodeBits(int bits, F&& launch) {
+  switch (bits) {
+    case 1: return launch(std::integral_constant<int, 1>{});
+    case 2: return launch(std::integral_constant<int, 2>{});
+    case 3: return launch(std::integral_constant<int, 3>{});
+    case 4: return launch(std::integral_constant<int, 4>{});
+    case 5: return launch(std::integral_constant<int, 5>{});
+    case 6: return launch(std::integral_constant<int, 6>{});
+  }
+  return InvalidArgument("code widths are 1 to 6 bits");
+}
 
 struct GemmWorkspace {
   float* partials = nullptr;  // k_parts * row_tiles * 8 * 128 floats

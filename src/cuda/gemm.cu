@@ -346,15 +346,9 @@ Status LaunchGemm(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* 
     else if (a.block_cols % 16 == 0) sps = 1;
     else return InvalidArgument("Gemm needs scaling blocks whose width is a multiple of 16 columns");
   }
-  switch (a.code_bits) {
-    case 1: return LaunchBits<1>(a, ws, x, ldx, batch, y, ldy, sps, stream);
-    case 2: return LaunchBits<2>(a, ws, x, ldx, batch, y, ldy, sps, stream);
-    case 3: return LaunchBits<3>(a, ws, x, ldx, batch, y, ldy, sps, stream);
-    case 4: return LaunchBits<4>(a, ws, x, ldx, batch, y, ldy, sps, stream);
-    case 5: return LaunchBits<5>(a, ws, x, ldx, batch, y, ldy, sps, stream);
-    case 6: return LaunchBits<6>(a, ws, x, ldx, batch, y, ldy, sps, stream);
-  }
-  return InvalidArgument("code widths are 1 to 6 bits");
+  return WithCodeBits(a.code_bits, [&](auto bits) {
+    return LaunchBits<decltype(bits)::value>(a, ws, x, ldx, batch, y, ldy, sps, stream);
+  });
 }
 
 }  // namespace owf::cuda::detail

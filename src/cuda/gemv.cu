@@ -560,15 +560,9 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
 
 Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                   int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
-  switch (a.code_bits) {
-    case 1: return LaunchBits<1>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-    case 2: return LaunchBits<2>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-    case 3: return LaunchBits<3>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-    case 4: return LaunchBits<4>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-    case 5: return LaunchBits<5>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-    case 6: return LaunchBits<6>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-  }
-  return InvalidArgument("code widths are 1 to 6 bits");
+  return WithCodeBits(a.code_bits, [&](auto bits) {
+    return LaunchBits<decltype(bits)::value>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+  });
 }
 
 }  // namespace owf::cuda::detail
