@@ -325,15 +325,17 @@ __global__ void __launch_bounds__(kThreads, 1)
       ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
       if (ticket == static_cast<unsigned>(wb - wa)) {  // the last segment of this group
         __threadfence();
-        // A lane sums outputs lane + 32 k over the segments in order; a segment's loads are
-        // independent, so they are all in flight together.
+        // A lane sums outputs lane + 32 k over the segments in order; the loads of several
+        // segments are independent, so about 16 per lane are in flight together (small matrices
+        // have dozens of segments per group, and this wait is most of their fixed cost).
         const float* parts = ws.partials + static_cast<int64_t>(grp) * ws.segments * kGroupOutputs + lane;
         constexpr int kPerLane = kGroupOutputs / 32;
+        constexpr int kSegmentsInFlight = kPerLane >= 8 ? 2 : 16 / kPerLane;
         static_assert(kGroupOutputs % 32 == 0);
         float sum[kPerLane];
 #pragma unroll
         for (int k = 0; k < kPerLane; ++k) sum[k] = 0.0f;
-#pragma unroll 2
+#pragma unroll kSegmentsInFlight
         for (int sg = 0; sg <= wb - wa; ++sg)
 #pragma unroll
           for (int k = 0; k < kPerLane; ++k) sum[k] += __ldcg(parts + sg * kGroupOutputs + 32 * k);
