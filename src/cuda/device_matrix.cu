@@ -1,5 +1,7 @@
 // DeviceMatrix: a TiledMatrix uploaded to GPU memory, and the host side of its kernels.
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -17,6 +19,41 @@ Status UploadVector(const std::vector<T>& v, T** out) {
   if (v.empty()) return Status::Ok();
   OWF_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(out), v.size() * sizeof(T)));
   OWF_CUDA_RETURN_IF_ERROR(cudaMemcpy(*out, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return Status::Ok();
+}
+
+// The small-batch kernels' segment partial sums and tickets, shared by every matrix whose
+// products run on one stream (they run one after another, and the last segment of a group sets
+// its ticket back to 0): allocated in stream order, grown on demand, kept for the process.
+Status UseGemvScratch(cudaStream_t stream, detail::GemvWorkspace& w, int64_t tickets) {
+  struct Buffers {
+    float* partials = nullptr;
+    unsigned* tickets = nullptr;
+    int64_t floats = 0, counters = 0;
+  };
+  static std::mutex mu;
+  static std::map<std::pair<int, cudaStream_t>, Buffers> by_stream;
+  int device = 0;
+  OWF_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  const std::lock_guard<std::mutex> lock(mu);
+  Buffers& b = by_stream[{device, stream}];
+  if (b.floats < w.partial_floats) {
+    if (b.partials) OWF_CUDA_RETURN_IF_ERROR(cudaFreeAsync(b.partials, stream));
+    b.partials = nullptr, b.floats = 0;
+    OWF_CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&b.partials),
+                                             static_cast<size_t>(w.partial_floats) * sizeof(float), stream));
+    b.floats = w.partial_floats;
+  }
+  if (b.counters < tickets) {
+    if (b.tickets) OWF_CUDA_RETURN_IF_ERROR(cudaFreeAsync(b.tickets, stream));
+    b.tickets = nullptr, b.counters = 0;
+    const size_t bytes = static_cast<size_t>(tickets) * sizeof(unsigned);
+    OWF_CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&b.tickets), bytes, stream));
+    OWF_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b.tickets, 0, bytes, stream));
+    b.counters = tickets;
+  }
+  w.partials = b.partials;
+  w.tickets = b.tickets;
   return Status::Ok();
 }
 
@@ -121,8 +158,8 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   a.row_tiles = m.row_tiles;
   a.lane_runs = m.lane_runs;
   a.outliers = static_cast<int64_t>(m.outlier_index.size());
-  // Tickets per row tile (shared by the GEMV and the split-K GEMM: calls do not overlap), the
-  // GEMM's split-K partial sums for up to 8 n-tiles per part, and the GEMV's segment sums.
+  // The split-K GEMM's tickets per row tile and partial sums for up to 8 n-tiles per part (the
+  // small-batch kernels' come from the stream's scratch, UseGemvScratch).
   const size_t tickets = static_cast<size_t>(a.row_tiles) * sizeof(unsigned);
   OWF_RETURN_IF_ERROR(s->Allocate(tickets, reinterpret_cast<void**>(&s->workspace.tickets)));
   OWF_CUDA_RETURN_IF_ERROR(cudaMemset(s->workspace.tickets, 0, tickets));
@@ -132,18 +169,8 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
     OWF_RETURN_IF_ERROR(s->Allocate(floats * sizeof(float), reinterpret_cast<void**>(&s->workspace.partials)));
   }
   OWF_ASSIGN_OR_RETURN(const int sms, detail::MultiprocessorCount());
-  int64_t gemv_floats = 0;
-  for (int kernel_rows : {1, 2, 4, 8, 16}) {
-    detail::GemvWorkspace& w = s->gemv[detail::GemvPlanIndex(kernel_rows)];
-    w = detail::PlanGemv(a, sms, kernel_rows);
-    gemv_floats = std::max(gemv_floats, w.partial_floats);
-  }
-  float* gemv_partials = nullptr;
-  OWF_RETURN_IF_ERROR(s->Allocate(static_cast<size_t>(gemv_floats) * sizeof(float), reinterpret_cast<void**>(&gemv_partials)));
-  for (detail::GemvWorkspace& w : s->gemv) {
-    w.partials = gemv_partials;
-    w.tickets = s->workspace.tickets;
-  }
+  for (int kernel_rows : {1, 2, 4, 8, 16})
+    s->gemv[detail::GemvPlanIndex(kernel_rows)] = detail::PlanGemv(a, sms, kernel_rows);
   return DeviceMatrix(std::move(s));
 }
 
@@ -159,18 +186,20 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   if (a.cols % 2 != 0) return InvalidArgument("Gemm needs an even column count (activations are read in pairs)");
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
-  if (const int rows = detail::GemvKernelRows(a, batch))
-    return detail::LaunchGemv(a, s_->gemv[detail::GemvPlanIndex(rows)], x, ldx, batch, rows, y, ldy, stream);
-  // Larger batches run as chunks of 16 rows on the small-batch kernels where those take the
-  // matrix: each chunk reads the weights again, and still beats the GEMM (README).
+  // The small-batch kernels, with the stream's scratch. Larger batches run as chunks of 16 rows
+  // on them where they take the matrix: each chunk reads the weights again, and still beats the
+  // GEMM (README).
+  const auto gemv = [&](int b0, int n) -> Status {
+    const int rows = detail::GemvKernelRows(a, n);
+    if (rows == 0) return Internal("no small-batch kernel for " + std::to_string(n) + " rows");
+    detail::GemvWorkspace w = s_->gemv[detail::GemvPlanIndex(rows)];
+    OWF_RETURN_IF_ERROR(UseGemvScratch(stream, w, a.row_tiles));
+    return detail::LaunchGemv(a, w, x + b0 * ldx, ldx, n, rows, y + b0 * ldy, ldy, stream);
+  };
+  if (detail::GemvKernelRows(a, batch)) return gemv(0, batch);
   if (detail::GemvKernelRows(a, detail::kGemvMaxBatch) == detail::kGemvMaxBatch) {
-    for (int b0 = 0; b0 < batch; b0 += detail::kGemvMaxBatch) {
-      const int n = std::min(detail::kGemvMaxBatch, batch - b0);
-      const int rows = detail::GemvKernelRows(a, n);
-      if (rows == 0) return Internal("no small-batch kernel for a chunk of " + std::to_string(n) + " rows");
-      OWF_RETURN_IF_ERROR(detail::LaunchGemv(a, s_->gemv[detail::GemvPlanIndex(rows)], x + b0 * ldx, ldx, n, rows,
-                                             y + b0 * ldy, ldy, stream));
-    }
+    for (int b0 = 0; b0 < batch; b0 += detail::kGemvMaxBatch)
+      OWF_RETURN_IF_ERROR(gemv(b0, std::min(detail::kGemvMaxBatch, batch - b0)));
     return Status::Ok();
   }
   return detail::LaunchGemm(a, s_->workspace, x, ldx, batch, y, ldy, stream);

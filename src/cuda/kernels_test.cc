@@ -180,6 +180,42 @@ TEST(CudaKernels, GemmIsDeterministic) {
   }
 }
 
+// The small-batch kernels' scratch (partial sums, tickets) is per stream: products of two matrices
+// running concurrently on two streams give the same bits as one after another on the default
+// stream, and so does a matrix whose product needs more scratch than the stream had.
+TEST(CudaKernels, GemmScratchIsPerStream) {
+  SKIP_WITHOUT_GPU();
+  auto qa = Quantise({"crd4(t,df=5)@64:absmax", 1000, 2048});
+  auto qb = Quantise({"crd3(laplace)@128:absmax+outliers(0.005)", 2000, 4096});
+  ASSERT_TRUE(qa.ok() && qb.ok());
+  auto da = UploadQuantised(*qa);
+  auto db = UploadQuantised(*qb);
+  ASSERT_TRUE(da.ok() && db.ok());
+  std::vector<uint16_t> x(16 * 4096);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = Bf16FromFloat(std::cos(0.23f * static_cast<float>(i)));
+  DeviceBuffer<uint16_t> dx(x.size());
+  dx.Upload(x);
+  cudaStream_t s1 = nullptr, s2 = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&s1), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreate(&s2), cudaSuccess);
+  for (int batch : {1, 8, 16}) {
+    SCOPED_TRACE(batch);
+    DeviceBuffer<float> ya(static_cast<size_t>(batch) * 1000), yb(static_cast<size_t>(batch) * 2000);
+    DeviceBuffer<float> ya2(ya.n), yb2(yb.n);
+    ASSERT_TRUE(da->Gemm(dx.p, 2048, batch, ya.p, 1000).ok());
+    ASSERT_TRUE(db->Gemm(dx.p, 4096, batch, yb.p, 2000).ok());
+    for (int rep = 0; rep < 4; ++rep) {
+      ASSERT_TRUE(da->Gemm(dx.p, 2048, batch, ya2.p, 1000, s1).ok());
+      ASSERT_TRUE(db->Gemm(dx.p, 4096, batch, yb2.p, 2000, s2).ok());
+    }
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_EQ(ya.Download(), ya2.Download());
+    EXPECT_EQ(yb.Download(), yb2.Download());
+  }
+  cudaStreamDestroy(s1);
+  cudaStreamDestroy(s2);
+}
+
 TEST(CudaKernels, GemmRejectsBadShapes) {
   SKIP_WITHOUT_GPU();
   auto q = Quantise({"int4@64:absmax", 32, 128});

@@ -45,7 +45,8 @@ class DeviceMatrix {
   // activations); the rest on tensor cores (bf16 mma) with each weight split into two bf16 terms
   // (16 significant bits) and fp32 accumulation (docs/gpu-layout.md). Outliers are added exactly
   // as sparse corrections. Deterministic: the same inputs give the same bits. Calls on one
-  // DeviceMatrix must not run concurrently (streams): they share a workspace.
+  // DeviceMatrix must not run concurrently (streams): they share a workspace; calls on one stream
+  // share scratch memory for partial sums, allocated in stream order on first use.
   Status Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream = nullptr) const;
 
  private:
