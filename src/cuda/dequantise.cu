@@ -37,11 +37,11 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(MatrixArgs a, uint1
       for (int h = 0; h < 2; ++h) scale[h] = ScaleAt(a, base[h], tj * kTileCols);
     uint32_t run[2][8];  // bf16 pairs at columns 16 t + 2 i, 16 t + 2 i + 1 of rows g, g + 8
 #pragma unroll
-    for (int p = 0; p < 16; ++p) {  // codes 2p, 2p + 1: one row, adjacent columns 16 t + 4 s + w
-      const int s = p >> 2, e = 2 * (p & 3), h = (e >> 1) & 1, w = 2 * (e >> 2);
+    for (int p = 0; p < 16; ++p) {  // codes 2p, 2p + 1: one row (g + 8 h), adjacent columns
+      const int h = p & 1, c = TileColumn(true, t, 2 * p) - 16 * t;  // c: the pair's place in the run
       float v0 = book[FieldAt<BITS, BITS>(w_codes, 2 * p)], v1 = book[FieldAt<BITS, BITS>(w_codes, 2 * p + 1)];
       if (scaled) v0 = __fmul_rn(v0, scale[h]), v1 = __fmul_rn(v1, scale[h]);
-      run[h][2 * s + w / 2] = static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v0))) |
+      run[h][c / 2] = static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v0))) |
                               static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v1))) << 16;
     }
     for (int h = 0; h < 2; ++h) {

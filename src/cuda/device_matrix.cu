@@ -189,17 +189,19 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   // The small-batch kernels, with the stream's scratch. Larger batches run as chunks of 16 rows
   // on them where they take the matrix: each chunk reads the weights again, and still beats the
   // GEMM (README).
-  const auto gemv = [&](int b0, int n) -> Status {
-    const int rows = detail::GemvKernelRows(a, n);
-    if (rows == 0) return Internal("no small-batch kernel for " + std::to_string(n) + " rows");
+  const auto gemv = [&](int b0, int n, int rows) -> Status {
     detail::GemvWorkspace w = s_->gemv[detail::GemvPlanIndex(rows)];
     OWF_RETURN_IF_ERROR(UseGemvScratch(stream, w, a.row_tiles));
     return detail::LaunchGemv(a, w, x + b0 * ldx, ldx, n, rows, y + b0 * ldy, ldy, stream);
   };
-  if (detail::GemvKernelRows(a, batch)) return gemv(0, batch);
+  if (const int rows = detail::GemvKernelRows(a, batch)) return gemv(0, batch, rows);
   if (detail::GemvKernelRows(a, detail::kGemvMaxBatch) == detail::kGemvMaxBatch) {
-    for (int b0 = 0; b0 < batch; b0 += detail::kGemvMaxBatch)
-      OWF_RETURN_IF_ERROR(gemv(b0, std::min(detail::kGemvMaxBatch, batch - b0)));
+    for (int b0 = 0; b0 < batch; b0 += detail::kGemvMaxBatch) {
+      const int n = std::min(detail::kGemvMaxBatch, batch - b0);
+      const int rows = detail::GemvKernelRows(a, n);
+      if (rows == 0) return Internal("no small-batch kernel for " + std::to_string(n) + " rows");
+      OWF_RETURN_IF_ERROR(gemv(b0, n, rows));
+    }
     return Status::Ok();
   }
   return detail::LaunchGemm(a, s_->workspace, x, ldx, batch, y, ldy, stream);

@@ -125,8 +125,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int R = RowTilesPerStep(B);
   constexpr int NT = TC ? B / 8 : 1;             // mma n-tiles of 8 activation rows
   constexpr int kSums = TC ? NT * 4 : 2 * B;     // a lane's sums per row tile
-  constexpr int kGroupOutputs = R * kTileRows * B;  // one segment's partial sums
-  static_assert(kGroupOutputs <= kGemvGroupOutputs, "segment partials outgrow the workspace");
+  constexpr int kGroupOutputs = R * kTileRows * B;  // one segment's partial sums (PlanGemv sizes them)
   extern __shared__ __align__(16) unsigned char smem[];
   // Step m = (group m / C, column tile m % C) covers row tiles R * group .. R * group + R - 1.
   const int C = static_cast<int>(a.col_tiles), M = static_cast<int>(ws.steps);
@@ -513,8 +512,7 @@ int GemvPlanIndex(int kernel_rows) {
 
 GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
   GemvWorkspace p;
-  const int b_rows = kernel_rows;
-  const int rows_per_step = RowTilesPerStep(b_rows);
+  const int rows_per_step = RowTilesPerStep(kernel_rows);
   const int64_t groups = (a.row_tiles + rows_per_step - 1) / rows_per_step;
   p.steps = groups * a.col_tiles;
   p.blocks = static_cast<int>(std::clamp<int64_t>(p.steps * rows_per_step / (kWarps * kMinTilesPerWarp), 1, sms));
@@ -530,7 +528,7 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
   p.segments = 1;
   for (int64_t grp = 0; grp < groups; ++grp)
     p.segments = std::max(p.segments, warp_of(grp * a.col_tiles + a.col_tiles - 1) - warp_of(grp * a.col_tiles) + 1);
-  p.partial_floats = groups * p.segments * rows_per_step * kTileRows * b_rows;
+  p.partial_floats = groups * p.segments * rows_per_step * kTileRows * kernel_rows;
   return p;
 }
 
