@@ -28,6 +28,7 @@ inline Status CudaError(const char* what, cudaError_t e) {
 struct MatrixArgs {
   const uint32_t* codes;
   const float* codebook;
+  float book[kMaxCodebook];  // the codebook's values again (zeros past its size), as launch parameters
   int codebook_size;
   int code_bits;
   const uint8_t* scales;
@@ -102,6 +103,21 @@ __device__ __forceinline__ uint4 LoadStreaming16(const void* p) {
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
+}
+
+// Programmatic dependent launch (sm_90 and up; no-ops before, and when launched without it):
+// LaunchDependents lets the next kernel on the stream start its blocks as this one's finish;
+// GridDependencyWait waits until the kernel before this one has finished and its writes are
+// visible.
+__device__ __forceinline__ void LaunchDependents() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void GridDependencyWait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
 }
 
 template <int BITS>

@@ -145,6 +145,7 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   OWF_RETURN_IF_ERROR(s->Upload(m.outlier_delta, const_cast<float**>(&a.outlier_delta)));
   OWF_RETURN_IF_ERROR(s->Upload(m.outlier_index, const_cast<int64_t**>(&a.outlier_index)));
   OWF_RETURN_IF_ERROR(s->Upload(m.outlier_value, const_cast<float**>(&a.outlier_value)));
+  std::copy(m.codebook.begin(), m.codebook.end(), a.book);
   a.codebook_size = static_cast<int>(m.codebook.size());
   a.code_bits = m.code_bits;
   a.scale_type = static_cast<int>(m.scale_type);

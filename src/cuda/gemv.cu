@@ -117,7 +117,7 @@ __device__ __forceinline__ float ScaleValue(const uint32_t (&raw)[2], int h) {
 // ST: the scale storage (GpuScale).
 template <int BITS, int B, int ST>
 __global__ void __launch_bounds__(kThreads, 1)
-    GemvKernel(MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x, int64_t ldx, bool x_aligned16,
+    GemvKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x, int64_t ldx, bool x_aligned16,
                int batch, float* __restrict__ y, int64_t ldy) {
   constexpr bool TC = OnTensorCores(B);
   static_assert(!TC || BITS <= kMaxTensorBits, "tensor-core kernels take codes of at most 4 bits");
@@ -136,6 +136,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int gw = static_cast<int>(blockIdx.x) * kWarps + warp;
+  LaunchDependents();  // the next product on the stream may start its blocks as this one's finish
   const int m0 = gw < W ? RangeStart(gw, M, W) : M, m1 = gw < W ? RangeStart(gw + 1, M, W) : M;
   const uint32_t copy = static_cast<uint32_t>(lane % L::kCopies) * L::kEntryBytes;
 
@@ -199,12 +200,18 @@ __global__ void __launch_bounds__(kThreads, 1)
       set_group();
     }
   };
-  // The first step's loads go out before the tables are built; each later step's tile r is
-  // loaded into slot r as soon as the current step's tile r has been used (one step ahead).
+  // The first step's code loads go out before anything else; each later step's tile r is loaded
+  // into slot r as soon as the current step's tile r has been used (one step ahead). Launched
+  // after another kernel with programmatic dependent launch, this one may start before that one
+  // has finished: the weights (and the codebook, a launch parameter) need nothing from it, but the
+  // activations, the outputs and the scratch (partial sums, tickets) wait for it.
   set_group();
   if (m0 < m1) {
 #pragma unroll
     for (int r = 0; r < R; ++r) load_tile(r);
+  }
+  GridDependencyWait();
+  if (m0 < m1) {
     load_fragments();
     next_step();
   }
@@ -241,10 +248,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The lookup table from the codebook (16-byte stores): fp32 values, or the pair's hi and lo
   // bf16x2 terms (book holds each value's split, hi | lo << 16).
   __shared__ uint32_t book[kMaxCodebook];
-  if (threadIdx.x < kMaxCodebook) {
-    const float v = threadIdx.x < a.codebook_size ? a.codebook[threadIdx.x] : 0.0f;
-    book[threadIdx.x] = TC ? SplitBf16(v) : __float_as_uint(v);
-  }
+  if (threadIdx.x < kMaxCodebook) book[threadIdx.x] = TC ? SplitBf16(a.book[threadIdx.x]) : __float_as_uint(a.book[threadIdx.x]);
   __syncthreads();
   for (int u = threadIdx.x; u < L::kBytes / 16; u += kThreads) {
     const int e = u * 16 / L::kRowBytes, f0 = u * 16 % L::kRowBytes / 4;
@@ -472,8 +476,22 @@ Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, i
   }();
   OWF_CUDA_RETURN_IF_ERROR(allowed);
   const bool x_aligned16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
-  kernel<<<static_cast<unsigned>(ws.blocks), kThreads, bytes, stream>>>(a, ws, x, ldx, x_aligned16, batch, y, ldy);
-  OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  // With programmatic dependent launch (compute capability 9.0 and up) the kernel's blocks may
+  // start, and load weights, while the previous kernel on the stream finishes (GemvKernel).
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(ws.blocks));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = static_cast<size_t>(bytes);
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  const auto major = CachedDeviceAttribute<cudaDevAttrComputeCapabilityMajor>();
+  if (major.ok() && *major >= 9) {
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+  }
+  OWF_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&config, kernel, a, ws, x, ldx, x_aligned16, batch, y, ldy));
   return Status::Ok();
 }
 
