@@ -203,17 +203,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The first step's code loads go out before anything else; each later step's tile r is loaded
   // into slot r as soon as the current step's tile r has been used (one step ahead). Launched
   // after another kernel with programmatic dependent launch, this one may start before that one
-  // has finished: the weights (and the codebook, a launch parameter) need nothing from it, but the
-  // activations, the outputs and the scratch (partial sums, tickets) wait for it.
+  // has finished: the weights and the lookup tables (from the codebook, a launch parameter) need
+  // nothing from it, but the activations, the outputs and the scratch (partial sums, tickets) wait
+  // for it (GridDependencyWait below).
   set_group();
   if (m0 < m1) {
 #pragma unroll
     for (int r = 0; r < R; ++r) load_tile(r);
-  }
-  GridDependencyWait();
-  if (m0 < m1) {
-    load_fragments();
-    next_step();
   }
 
   // CUDA cores: the activations as permuted fp32 (the 4 values of (tile, k-step s, t) are those of
@@ -244,7 +240,6 @@ __global__ void __launch_bounds__(kThreads, 1)
                         __uint_as_float(xhi[k] << 16), __uint_as_float(xhi[k] & 0xFFFF0000u));
     }
   };
-  if constexpr (!TC) load_x(0);
   // The lookup table from the codebook (16-byte stores): fp32 values, or the pair's hi and lo
   // bf16x2 terms (book holds each value's split, hi | lo << 16).
   __shared__ uint32_t book[kMaxCodebook];
@@ -265,9 +260,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     reinterpret_cast<uint4*>(smem)[u] = make_uint4(v[0], v[1], v[2], v[3]);
   }
+  GridDependencyWait();
+  if (m0 < m1) {
+    load_fragments();
+    next_step();
+  }
   if constexpr (!TC) {
-    store_x(0);
-    for (int base = kXUnits * kThreads; base < x_units; base += kXUnits * kThreads) {
+    for (int base = 0; base < x_units; base += kXUnits * kThreads) {
       load_x(base);
       store_x(base);
     }
