@@ -48,10 +48,12 @@ constexpr int kMaxTensorBits = 4;  // tensor-core kernels index a pair table by 
 constexpr int RowTilesPerStep(int kernel_rows) { return kernel_rows == 1 || kernel_rows == 8 ? 4 : 2; }
 
 // How a lane decodes its codes: kGroup codes per shared-memory load from a table of
-// 2^(kGroup * BITS) entries of kGroup words (fp32 values on CUDA cores; on tensor cores, kGroup = 2
-// and the words are the pair's hi and lo bf16x2 terms), with kCopies interleaved copies (entry e of
-// copy c at byte e * kRowBytes + c * kEntryBytes) so that the lanes of one shared-memory access
-// phase never hit the same bank.
+// 2^(kGroup * BITS) rows, with kCopies interleaved copies so that the lanes of one shared-memory
+// access phase never hit the same bank. On CUDA cores an entry is kGroup fp32 values (entry e of
+// copy c at byte e * kRowBytes + c * kEntryBytes). On tensor cores kGroup = 2 and row e holds the
+// 32 copies' hi bf16x2 terms of the pair, then their lo terms (copy c's hi word at byte
+// e * kRowBytes + 4 c, its lo word 128 bytes on): each term is loaded straight into its mma
+// A-fragment register.
 constexpr int LookupGroup(int bits, bool tensor) { return tensor ? 2 : bits <= 2 ? 4 : bits <= 4 ? 2 : 1; }
 constexpr int LookupCopies(int bits, bool tensor) { return LookupGroup(bits, tensor) == 4 ? 16 : 32; }
 constexpr int LookupBytes(int bits, bool tensor) {
@@ -61,17 +63,21 @@ template <int BITS, bool TENSOR>
 struct Lookup {
   static constexpr int kGroup = LookupGroup(BITS, TENSOR);
   static constexpr int kIndexBits = kGroup * BITS;
-  static constexpr int kEntryBytes = kGroup * 4;
+  static constexpr int kEntryBytes = TENSOR ? 4 : kGroup * 4;  // between copies
   static constexpr int kCopies = LookupCopies(BITS, TENSOR);
-  static constexpr int kRowBytes = kEntryBytes * kCopies;
+  static constexpr int kRowBytes = kGroup * 4 * kCopies;
   static constexpr int kBytes = LookupBytes(BITS, TENSOR);
   static constexpr bool kBytePerm = kIndexBits == 8 && kRowBytes == 256;  // address = one prmt
 };
 
 // Dynamic shared memory of a launch: the lookup table, then (CUDA cores) the activations as fp32.
+// On tensor cores the table starts at a shared-memory address that is a multiple of 65536, so
+// that one byte permute gives a lookup's whole address (TensorTermsAddress): up to 64 KB of
+// padding come first.
+constexpr int kTableAlign = 65536;
 constexpr int64_t SharedBytes(int bits, int kernel_rows, int64_t col_tiles) {
   const bool tensor = OnTensorCores(kernel_rows);
-  return LookupBytes(bits, tensor) + (tensor ? 0 : kernel_rows * col_tiles * kTileCols * 4);
+  return LookupBytes(bits, tensor) + (tensor ? kTableAlign : kernel_rows * col_tiles * kTileCols * 4);
 }
 
 // Byte offset in the table of group p of a lane's words; copy = the lane's copy offset (bytes).
@@ -84,6 +90,25 @@ __device__ __forceinline__ uint32_t GroupOffset(const uint32_t (&w)[BITS], int p
   } else {
     return FieldAt<L::kIndexBits, BITS>(w, p) * L::kRowBytes + copy;
   }
+}
+
+// Tensor cores: the shared-memory address of the hi term of pair p of a lane's words (its lo term
+// is 128 bytes on), from base = the table's address (a multiple of 65536) + the lane's copy
+// offset (< 128).
+template <int BITS>
+__device__ __forceinline__ uint32_t TensorTermsAddress(const uint32_t (&w)[BITS], int p, uint32_t base) {
+  using L = Lookup<BITS, true>;
+  if constexpr (L::kBytePerm) {
+    // Byte p % 4 of word p / 4 into byte 1, the rest from base.
+    return __byte_perm(w[(p * L::kIndexBits) >> 5], base, 0x7604u | (static_cast<uint32_t>(p & 3) << 4));
+  } else {
+    return base + FieldAt<L::kIndexBits, BITS>(w, p) * L::kRowBytes;
+  }
+}
+
+// The hi and lo terms at a shared-memory address from TensorTermsAddress.
+__device__ __forceinline__ void LoadTerms(uint32_t address, uint32_t& hi, uint32_t& lo) {
+  asm volatile("ld.shared.b32 %0, [%2];\n\tld.shared.b32 %1, [%2+128];" : "=r"(hi), "=r"(lo) : "r"(address));
 }
 
 // First tile of warp w's range, and the warp whose range holds tile n (64-bit products; tile
@@ -132,6 +157,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int last_tile_row = static_cast<int>(a.row_tiles) - 1;
   const int W = static_cast<int>(ws.warps);  // warps with work (each has at least one step)
   float* xs = reinterpret_cast<float*>(smem + L::kBytes);  // CUDA cores: [B][C * 64], permuted per tile
+  // The lookup table: at the start on CUDA cores, at the first multiple of 65536 (as a
+  // shared-memory address) on tensor cores.
+  unsigned char* table = smem;
+  uint32_t table_address = 0;
+  if constexpr (TC) {
+    const uint32_t start = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+    table_address = (start + (kTableAlign - 1)) & ~static_cast<uint32_t>(kTableAlign - 1);
+    table += table_address - start;
+  }
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
@@ -250,15 +284,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     uint32_t v[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      const int f = (f0 + k) % L::kGroup;
-      if constexpr (TC) {
+      if constexpr (TC) {  // words 0-31 of a row: hi terms; 32-63: lo terms
         const uint32_t s0 = book[e & ((1 << BITS) - 1)], s1 = book[e >> BITS];
-        v[k] = f == 0 ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
+        v[k] = f0 + k < 32 ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
       } else {
-        v[k] = book[(e >> (f * BITS)) & ((1 << BITS) - 1)];
+        v[k] = book[(e >> ((f0 + k) % L::kGroup * BITS)) & ((1 << BITS) - 1)];
       }
     }
-    reinterpret_cast<uint4*>(smem)[u] = make_uint4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<uint4*>(table)[u] = make_uint4(v[0], v[1], v[2], v[3]);
   }
   GridDependencyWait();
   if (m0 < m1) {
@@ -405,10 +438,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int s = 0; s < (TC ? 4 : 0); ++s) {
       uint32_t hi[4], lo[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const uint2 e2 = *reinterpret_cast<const uint2*>(smem + GroupOffset<BITS, TC>(ring[r], 4 * s + i, copy));
-        hi[i] = e2.x, lo[i] = e2.y;
-      }
+      for (int i = 0; i < 4; ++i) LoadTerms(TensorTermsAddress<BITS>(ring[r], 4 * s + i, table_address | copy), hi[i], lo[i]);
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
         Mma(part[nt], hi, xb[s][nt][0], xb[s][nt][1]);
