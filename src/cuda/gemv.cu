@@ -1,5 +1,5 @@
-// The small-batch (1-16 activation rows) fused dequantise-GEMV: fp32 on CUDA cores for 1-4 rows,
-// bf16 tensor-core mma for 5-16 rows (codes of at most 4 bits).
+// The small-batch (1-16 activation rows) fused dequantise-GEMV: fp32 on CUDA cores for 1-2 rows
+// (and 3-4 rows of 5-6 bit codes), bf16 tensor-core mma for 3-16 rows (codes of at most 4 bits).
 //
 // At batch 1 a 4-bit product is bound by reading the codes: the H100 streams 12.8 bytes per SM
 // per cycle, so a 16x64 tile (512 bytes of 4-bit codes) must cost at most ~160 warp instructions
@@ -598,9 +598,12 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
     return (!OnTensorCores(rows) || a.code_bits <= kMaxTensorBits) &&
            SharedBytes(a.code_bits, rows, a.col_tiles) <= *max_bytes - kStaticSharedBytes;
   };
-  // The CUDA-core kernels keep the activations in shared memory: where they do not fit, the
-  // tensor-core kernel for 8 rows (which reads them from global memory) takes the product.
+  // Batches 3-4 run faster on the 8-row tensor-core kernel than on CUDA cores (28672x8192: 52
+  // against 82 us, README), which keeps them for 5-6 bit codes. The CUDA-core kernels keep the
+  // activations in shared memory: where they do not fit, the tensor-core kernel for 8 rows
+  // (which reads them from global memory) takes the product.
   const int rows = KernelRows(batch);
+  if (rows == 4 && fits(8)) return 8;
   if (fits(rows)) return rows;
   return !OnTensorCores(rows) && fits(8) ? 8 : 0;
 }

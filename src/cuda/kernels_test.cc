@@ -76,7 +76,7 @@ TEST(CudaKernels, DequantiseIsBitExact) {
 // Runs Gemm on random bf16 activations and checks every output against a double-precision
 // product of the CPU's dequantised weights and the same activations, within the error of the
 // two-term bf16 weight split of the tensor-core path (2^-17 relative) plus fp32 accumulation (the
-// CUDA-core path for batches 1-4 multiplies fp32 codebook values and is tighter still).
+// CUDA-core path for batches 1-2 multiplies fp32 codebook values and is tighter still).
 void ExpectGemmMatches(const QuantisedTensor& q, const DeviceMatrix& d, int batch, std::mt19937& rng) {
   SCOPED_TRACE(batch);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -104,7 +104,8 @@ void ExpectGemmMatches(const QuantisedTensor& q, const DeviceMatrix& d, int batc
   }
 }
 
-// Every batch size class (1-4: CUDA cores; more: tensor cores) on awkward shapes and strides.
+// Every batch size class (1-2: CUDA cores; more: tensor cores, or CUDA cores for 3-4 rows of 5-6
+// bit codes) on awkward shapes and strides.
 TEST(CudaKernels, GemmMatchesTheCpuReference) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
@@ -119,25 +120,30 @@ TEST(CudaKernels, GemmMatchesTheCpuReference) {
   }
 }
 
-// Batch 3 runs the 4-row small-batch kernel: where 3 rows of activations would fit in shared
-// memory and 4 would not (12288 columns on an H100), the product must still be computed (by a
-// tensor-core kernel), not refused. Likewise where not even one row fits (45056 columns).
+// Where not even one row of activations fits in shared memory (45056 columns on an H100), batches
+// 1-2 must still be computed (by a tensor-core kernel), not refused; likewise batches 3-4 where 3
+// rows would fit and 4 would not (12288 columns), which take the CUDA-core 4-row kernel for 5-6
+// bit codes.
 TEST(CudaKernels, BatchThreeWhereOnlyThreeRowsFit) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(13);
-  for (const int64_t cols : {12288, 45056}) {
-    auto q = Quantise({"crd4(t,df=5)@64:absmax", 32, cols});
-    ASSERT_TRUE(q.ok()) << q.status().ToString();
-    auto d = UploadQuantised(*q);
-    ASSERT_TRUE(d.ok()) << d.status().ToString();
-    for (int batch : {1, 2, 3, 4}) ExpectGemmMatches(*q, *d, batch, rng);
+  for (const char* spec : {"crd4(t,df=5)@64:absmax", "crd5(t,df=5)@64:absmax"}) {
+    for (const int64_t cols : {12288, 45056}) {
+      SCOPED_TRACE(std::string(spec) + " x " + std::to_string(cols));
+      auto q = Quantise({spec, 32, cols});
+      ASSERT_TRUE(q.ok()) << q.status().ToString();
+      auto d = UploadQuantised(*q);
+      ASSERT_TRUE(d.ok()) << d.status().ToString();
+      for (int batch : {1, 2, 3, 4}) ExpectGemmMatches(*q, *d, batch, rng);
+    }
   }
 }
 
 // Matrices large enough that the small-batch kernels give each warp several tiles, so that warp
 // ranges start and end inside row tiles (partial sums of several warps per row tile), for every
 // table shape (1-6 bit codes; 5- and 6-bit codes at batch 8 and 16 take the GEMM), 2-D scaling
-// blocks and outliers, on CUDA cores (batch 1, 2, 4) and tensor cores (8, 16).
+// blocks and outliers, on CUDA cores (batch 1, 2; 4 for 5-6 bit codes) and tensor cores (4, 8,
+// 16).
 TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(12);

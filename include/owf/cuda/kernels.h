@@ -40,8 +40,8 @@ class DeviceMatrix {
   // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
   // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows).
   // Needs an even column count, and scaling blocks whose width is a multiple of 16 (or one
-  // block across the row); InvalidArgument otherwise. Batches of 1-4 with blocks 64 * 2^k wide
-  // (or one across, or unscaled) run on CUDA cores in fp32 (fp32 codebook values times fp32
+  // block across the row); InvalidArgument otherwise. Batches of 1-2 (1-4 for 5-6 bit codes)
+  // with blocks 64 * 2^k wide (or one across, or unscaled) run on CUDA cores in fp32 (fp32 codebook values times fp32
   // activations); the rest on tensor cores (bf16 mma) with each weight split into two bf16 terms
   // (16 significant bits) and fp32 accumulation (docs/gpu-layout.md). Outliers are added exactly
   // as sparse corrections. Deterministic: the same inputs give the same bits. Calls on one
