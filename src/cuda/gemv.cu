@@ -438,7 +438,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int s = 0; s < (TC ? 4 : 0); ++s) {
       uint32_t hi[4], lo[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) LoadTerms(TensorTermsAddress<BITS>(ring[r], 4 * s + i, table_address | copy), hi[i], lo[i]);
+      for (int i = 0; i < 4; ++i) {
+        if constexpr (TC) LoadTerms(TensorTermsAddress<BITS>(ring[r], 4 * s + i, table_address | copy), hi[i], lo[i]);
+      }
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
         Mma(part[nt], hi, xb[s][nt][0], xb[s][nt][1]);

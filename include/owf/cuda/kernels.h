@@ -46,7 +46,10 @@ class DeviceMatrix {
   // (16 significant bits) and fp32 accumulation (docs/gpu-layout.md). Outliers are added exactly
   // as sparse corrections. Deterministic: the same inputs give the same bits. Calls on one
   // DeviceMatrix must not run concurrently (streams): they share a workspace; calls on one stream
-  // share scratch memory for partial sums, allocated in stream order on first use.
+  // share scratch memory for partial sums, allocated in stream order on first use. On compute
+  // capability 9.0+ the small-batch kernels use programmatic dependent launch: they start reading
+  // the weights before the previous kernel on the stream has finished (and wait for it before
+  // reading x or writing y), so that kernel must not write this matrix's device memory.
   Status Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream = nullptr) const;
 
  private:
