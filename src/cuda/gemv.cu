@@ -10,9 +10,11 @@
 // both fp32 codebook values, then two fp32 FMAs per activation row; the activations sit in shared
 // memory as fp32, permuted so that a lane reads the 4 of a 16-column k-step with one 16-byte load,
 // and a lane keeps a column tile's activations in registers for R row tiles (a step). On tensor
-// cores the entry holds the pair as two mma A-fragment registers, the hi and lo terms of a
-// two-term bf16 split of each value (2^-17 relative), and each goes through an m16n8k16 mma
-// against B fragments of 8 activation rows, which a lane loads from global memory one step ahead.
+// cores the pair's entry is two mma A-fragment registers, the hi and lo terms of a two-term bf16
+// split of each value (2^-17 relative), in the two halves of a table row at a 64 KB-aligned
+// shared address (the byte permute gives the whole address; two 4-byte loads put the terms
+// straight into the mma's registers), and each goes through an m16n8k16 mma against B fragments
+// of 8 activation rows, which a lane loads from global memory one step ahead.
 // The two scales a lane needs per tile (rows g and g + 8) are adjacent in the GPU layout and come
 // with one load.
 //
@@ -142,8 +144,8 @@ __device__ __forceinline__ float ScaleValue(const uint32_t (&raw)[2], int h) {
 // ST: the scale storage (GpuScale).
 template <int BITS, int B, int ST>
 __global__ void __launch_bounds__(kThreads, 1)
-    GemvKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x, int64_t ldx, bool x_aligned16,
-               int batch, float* __restrict__ y, int64_t ldy) {
+    GemvKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
+               int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy) {
   constexpr bool TC = OnTensorCores(B);
   static_assert(!TC || BITS <= kMaxTensorBits, "tensor-core kernels take codes of at most 4 bits");
   using L = Lookup<BITS, TC>;
@@ -277,7 +279,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The lookup table from the codebook (16-byte stores): fp32 values, or the pair's hi and lo
   // bf16x2 terms (book holds each value's split, hi | lo << 16).
   __shared__ uint32_t book[kMaxCodebook];
-  if (threadIdx.x < kMaxCodebook) book[threadIdx.x] = TC ? SplitBf16(a.book[threadIdx.x]) : __float_as_uint(a.book[threadIdx.x]);
+  if (threadIdx.x < kMaxCodebook) {
+    const float v = a.book[threadIdx.x];
+    book[threadIdx.x] = TC ? SplitBf16(v) : __float_as_uint(v);
+  }
   __syncthreads();
   for (int u = threadIdx.x; u < L::kBytes / 16; u += kThreads) {
     const int e = u * 16 / L::kRowBytes, f0 = u * 16 % L::kRowBytes / 4;

@@ -38,18 +38,18 @@ class DeviceMatrix {
   Status DequantiseBf16(uint16_t* out, int64_t ld, Stream stream = nullptr) const;
 
   // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
-  // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows).
-  // Needs an even column count, and scaling blocks whose width is a multiple of 16 (or one
-  // block across the row); InvalidArgument otherwise. Batches of 1-2 (1-4 for 5-6 bit codes)
-  // with blocks 64 * 2^k wide (or one across, or unscaled) run on CUDA cores in fp32 (fp32 codebook values times fp32
-  // activations); the rest on tensor cores (bf16 mma) with each weight split into two bf16 terms
-  // (16 significant bits) and fp32 accumulation (docs/gpu-layout.md). Outliers are added exactly
-  // as sparse corrections. Deterministic: the same inputs give the same bits. Calls on one
-  // DeviceMatrix must not run concurrently (streams): they share a workspace; calls on one stream
-  // share scratch memory for partial sums, allocated in stream order on first use. On compute
-  // capability 9.0+ the small-batch kernels use programmatic dependent launch: they start reading
-  // the weights before the previous kernel on the stream has finished (and wait for it before
-  // reading x or writing y), so that kernel must not write this matrix's device memory.
+  // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows). Needs
+  // an even column count, and scaling blocks whose width is a multiple of 16 (or one block across
+  // the row); InvalidArgument otherwise. Batches of 1-2 (1-4 for 5-6 bit codes) with blocks 64 * 2^k
+  // wide (or one across, or unscaled) run on CUDA cores in fp32 (fp32 codebook values times fp32
+  // activations); the rest on tensor cores (bf16 mma) with each weight split into two bf16 terms (16
+  // significant bits) and fp32 accumulation (docs/gpu-layout.md). Outliers are added exactly as
+  // sparse corrections. Deterministic: the same inputs give the same bits. Calls on one DeviceMatrix
+  // must not run concurrently (streams): they share a workspace; calls on one stream share scratch
+  // memory for partial sums, allocated in stream order on first use. On compute capability 9.0+ the
+  // small-batch kernels use programmatic dependent launch: they start reading the weights before the
+  // previous kernel on the stream has finished (and wait for it before reading x or writing y), so
+  // that kernel must not write this matrix's device memory.
   Status Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream = nullptr) const;
 
  private:
