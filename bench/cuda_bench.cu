@@ -1,12 +1,15 @@
 // GPU benchmark of owf's quantised GEMV/GEMM against cuBLAS bf16 on Llama-3 8B/70B layer shapes.
 //   build-cuda/bench/owf_cuda_bench [--quick] [--bits B] [--block N] [--batches 1,16] [--shapes 28672x8192,...]
+//                                   [--trace]
 // For each shape and batch it times cuBLAS bf16 (cublasGemmEx, fp32 accumulation and output) and
 // owf's fused kernel on the same shape with B-bit codes (a 2^B-entry Student-t cube-root
 // codebook) and bf16 absmax scales per block of N, and reports microseconds, achieved bandwidth
 // (bytes of weights + activations + outputs per second), its fraction of the device-to-device
 // copy bandwidth measured in the same run and of the H100 SXM's 3.35 TB/s peak, and the
 // speedup. Weights are cycled through enough copies to exceed the L2 cache, so every call reads
-// from HBM. Times are medians of repeated CUDA-event timings.
+// from HBM. Times are medians of repeated CUDA-event timings. --trace (a build with
+// -DOWF_GEMV_TRACE=ON) also prints, for the last of 4 back-to-back small-batch products, where
+// its warps are in time: entry, end of the prologue, end of the main loop, exit.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -22,6 +25,12 @@
 #include "owf/cuda/kernels.h"
 #include "owf/cuda/layout.h"
 #include "owf/formats/quantise.h"
+
+#ifdef OWF_GEMV_TRACE
+namespace owf::cuda::detail {
+owf::Status SetGemvTrace(unsigned long long* trace);  // src/cuda/device_common.cuh
+}
+#endif
 
 namespace {
 
@@ -116,6 +125,57 @@ owf::cuda::TiledMatrix RandomMatrix(int64_t rows, int64_t cols, int bits, int64_
   return std::move(*m);
 }
 
+#ifdef OWF_GEMV_TRACE
+// Runs `call` 4 times back to back, the last with per-warp timestamps, and prints their spread.
+template <typename F>
+void PrintTrace(int warps, F&& call) {
+  const size_t n = static_cast<size_t>(warps) * 8;
+  unsigned long long* d;
+  CHECK_CUDA(cudaMalloc(&d, n * 8));
+  CHECK_CUDA(cudaMemset(d, 0, n * 8));
+  CHECK_CUDA(cudaDeviceSynchronize());
+  for (int i = 0; i < 4; ++i) {
+    if (i == 3 && !owf::cuda::detail::SetGemvTrace(d).ok()) std::exit(1);
+    call(i);
+  }
+  CHECK_CUDA(cudaDeviceSynchronize());
+  if (!owf::cuda::detail::SetGemvTrace(nullptr).ok()) std::exit(1);
+  std::vector<unsigned long long> h(n);
+  CHECK_CUDA(cudaMemcpy(h.data(), d, n * 8, cudaMemcpyDeviceToHost));
+  CHECK_CUDA(cudaFree(d));
+  unsigned long long t0 = ~0ull;
+  for (int w = 0; w < warps; ++w)
+    if (h[w * 8]) t0 = std::min(t0, h[w * 8]);
+  const auto q = [](std::vector<double> v, double f) {
+    std::sort(v.begin(), v.end());
+    return v[static_cast<size_t>(f * static_cast<double>(v.size() - 1))];
+  };
+  const char* what[4] = {"entry", "prologue done", "main loop done", "exit"};
+  for (int k = 0; k < 4; ++k) {
+    std::vector<double> us;
+    for (int w = 0; w < warps; ++w)
+      if (h[w * 8]) us.push_back(static_cast<double>(h[w * 8 + 2 * k] - t0) / 1000.0);
+    if (us.empty()) return;
+    std::printf("  trace %-15s (%zu warps): us after the first entry: min %.2f p10 %.2f median %.2f p90 %.2f max %.2f\n",
+                what[k], us.size(), q(us, 0), q(us, 0.1), q(us, 0.5), q(us, 0.9), q(us, 1));
+  }
+  // The spread of main-loop ends inside each block of 16 warps.
+  std::vector<double> spread;
+  for (int b = 0; b < warps / 16; ++b) {
+    double lo = 1e30, hi = 0;
+    for (int w = b * 16; w < b * 16 + 16; ++w)
+      if (h[w * 8]) {
+        const double e = static_cast<double>(h[w * 8 + 4] - t0) / 1000.0;
+        lo = std::min(lo, e), hi = std::max(hi, e);
+      }
+    if (hi > 0) spread.push_back(hi - lo);
+  }
+  if (!spread.empty())
+    std::printf("  trace main-loop ends within a block: spread min %.2f median %.2f max %.2f us\n", q(spread, 0),
+                q(spread, 0.5), q(spread, 1));
+}
+#endif
+
 struct Shape {
   int64_t rows, cols;
   const char* what;
@@ -127,11 +187,12 @@ int main(int argc, char** argv) {
   int bits = 4;
   int64_t block = 64;
   std::vector<int> batches = {1, 2, 4, 8, 16, 32, 64};
-  bool quick = false;
+  bool quick = false, trace = false;
   std::vector<std::pair<int64_t, int64_t>> only;  // --shapes: rows x cols to run (default: all)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
+    else if (a == "--trace") trace = true;
     else if (a == "--bits" && i + 1 < argc) bits = std::atoi(argv[++i]);
     else if (a == "--block" && i + 1 < argc) block = std::atoll(argv[++i]);
     else if (a == "--batches" && i + 1 < argc) {
@@ -147,11 +208,17 @@ int main(int argc, char** argv) {
         only.emplace_back(r, c);
       }
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--bits B] [--block N] [--batches 1,16] [--shapes 28672x8192,...]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--bits B] [--block N] [--batches 1,16] [--shapes 28672x8192,...] [--trace]\n",
                    argv[0]);
       return 2;
     }
   }
+#ifndef OWF_GEMV_TRACE
+  if (trace) {
+    std::fprintf(stderr, "owf_cuda_bench: --trace needs a build with -DOWF_GEMV_TRACE=ON\n");
+    return 2;
+  }
+#endif
   std::string why;
   if (!owf::cuda::Available(&why)) {
     std::fprintf(stderr, "owf_cuda_bench: %s\n", why.c_str());
@@ -229,6 +296,12 @@ int main(int argc, char** argv) {
             }
           },
           20);
+#ifdef OWF_GEMV_TRACE
+      if (trace && batch <= 16)
+        PrintTrace(prop.multiProcessorCount * 16, [&](int i) {
+          if (!q[static_cast<size_t>(i % q_copies)].Gemm(x, cols, batch, y, rows).ok()) std::exit(1);
+        });
+#endif
       const double io = static_cast<double>(batch) * (cols * 2 + rows * 4);
       const double bw_blas = (static_cast<double>(bf16_bytes) + io) / (us_blas * 1e-6);
       const double bw_owf = (static_cast<double>(q_bytes) + io) / (us_owf * 1e-6);

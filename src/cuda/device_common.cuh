@@ -217,6 +217,13 @@ struct GemvWorkspace {
   int col_shift = 30;  // column tile j's scales are in block column j >> col_shift
 };
 GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows);
+#ifdef OWF_GEMV_TRACE
+// Diagnostic build (-DOWF_GEMV_TRACE=ON): the GEMV kernels write, per warp gw, the globaltimer
+// (ns) and clock64 at entry, after the prologue, after the main loop and at exit to
+// trace[gw * 8 + 2 k] and [gw * 8 + 2 k + 1]; null turns it off. bench/cuda_bench.cu (--trace)
+// declares it too.
+Status SetGemvTrace(unsigned long long* trace);
+#endif
 int GemvPlanIndex(int kernel_rows);
 // The activation rows of the GEMV kernel that takes this product (1, 2, 4, 8 or 16), or 0 where it
 // does not (batch, block widths, code width, shared memory).

@@ -34,6 +34,21 @@
 namespace owf::cuda::detail {
 namespace {
 
+#ifdef OWF_GEMV_TRACE
+__device__ unsigned long long* gemv_trace = nullptr;
+__device__ __forceinline__ void Trace(int gw, int k) {
+  if (gemv_trace && (threadIdx.x & 31) == 0) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    gemv_trace[gw * 8 + 2 * k] = t;
+    gemv_trace[gw * 8 + 2 * k + 1] = clock64();
+  }
+}
+#define OWF_TRACE(k) Trace(gw, k)
+#else
+#define OWF_TRACE(k)
+#endif
+
 constexpr int kWarps = 16;
 constexpr int kThreads = kWarps * 32;
 constexpr int kMinTilesPerWarp = 4;
@@ -172,6 +187,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
   const int gw = static_cast<int>(blockIdx.x) * kWarps + warp;
+  OWF_TRACE(0);
   LaunchDependents();  // the next product on the stream may start its blocks as this one's finish
   const int m0 = gw < W ? RangeStart(gw, M, W) : M, m1 = gw < W ? RangeStart(gw + 1, M, W) : M;
   const uint32_t copy = static_cast<uint32_t>(lane % L::kCopies) * L::kEntryBytes;
@@ -310,6 +326,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
   __syncthreads();
+  OWF_TRACE(1);
 
   // The lane's sums for each row tile of the current group: rows g + 8 h, activation row b at
   // [h * B + b] on CUDA cores; the mma C fragments (row g + 8 (i / 2), activation row
@@ -489,7 +506,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   for (int m = m0; m < m1; ++m) compute_step(m + 1 < m1);
+  OWF_TRACE(2);
   if (m1 > m0 && j != 0) flush(grp);  // a range ending inside a group
+  OWF_TRACE(3);
 }
 
 Result<int> MaxSharedBytes() { return CachedDeviceAttribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(); }
@@ -558,6 +577,13 @@ Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
 }
 
 }  // namespace
+
+#ifdef OWF_GEMV_TRACE
+Status SetGemvTrace(unsigned long long* trace) {
+  OWF_CUDA_RETURN_IF_ERROR(cudaMemcpyToSymbol(gemv_trace, &trace, sizeof(trace)));
+  return Status::Ok();
+}
+#endif
 
 int GemvPlanIndex(int kernel_rows) {
   static_assert(kGemvPlans == 5);
