@@ -14,10 +14,11 @@ constexpr int kThreads = kWarps * 32;
 enum Stores { kElements, kPairs, kRuns };  // how the kernel writes (see the top)
 
 template <int BITS>
-__global__ void __launch_bounds__(kThreads) DequantiseKernel(MatrixArgs a, uint16_t* __restrict__ out, int64_t ld,
+__global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_constant__ MatrixArgs a,
+                                                             uint16_t* __restrict__ out, int64_t ld,
                                                              int stores) {
   __shared__ float book[kMaxCodebook];
-  for (int i = threadIdx.x; i < kMaxCodebook; i += blockDim.x) book[i] = i < a.codebook_size ? a.codebook[i] : 0.0f;
+  for (int i = threadIdx.x; i < kMaxCodebook; i += blockDim.x) book[i] = a.book[i];
   __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;

@@ -27,9 +27,9 @@ inline Status CudaError(const char* what, cudaError_t e) {
 // Everything a kernel needs to read a TiledMatrix in device memory.
 struct MatrixArgs {
   const uint32_t* codes;
-  const float* codebook;
-  float book[kMaxCodebook];  // the codebook's values again (zeros past its size), as launch parameters
-  int codebook_size;
+  // The codebook's values, zeros past its size: launch parameters, read through __grid_constant__
+  // (a kernel indexing a by-value copy would put the struct in local memory).
+  float book[kMaxCodebook];
   int code_bits;
   const uint8_t* scales;
   int scale_type;  // GpuScale

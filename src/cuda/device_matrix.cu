@@ -138,7 +138,6 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   s->weight_bytes = m.weight_bytes();
   MatrixArgs& a = s->args;
   OWF_RETURN_IF_ERROR(s->Upload(m.codes, const_cast<uint32_t**>(&a.codes)));
-  OWF_RETURN_IF_ERROR(s->Upload(m.codebook, const_cast<float**>(&a.codebook)));
   OWF_RETURN_IF_ERROR(s->Upload(m.scales, const_cast<uint8_t**>(&a.scales)));
   OWF_RETURN_IF_ERROR(s->Upload(m.outlier_row_start, const_cast<int32_t**>(&a.outlier_row_start)));
   OWF_RETURN_IF_ERROR(s->Upload(m.outlier_col, const_cast<int32_t**>(&a.outlier_col)));
@@ -146,7 +145,6 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   OWF_RETURN_IF_ERROR(s->Upload(m.outlier_index, const_cast<int64_t**>(&a.outlier_index)));
   OWF_RETURN_IF_ERROR(s->Upload(m.outlier_value, const_cast<float**>(&a.outlier_value)));
   std::copy(m.codebook.begin(), m.codebook.end(), a.book);
-  a.codebook_size = static_cast<int>(m.codebook.size());
   a.code_bits = m.code_bits;
   a.scale_type = static_cast<int>(m.scale_type);
   a.block_rows = m.block_rows;

@@ -142,10 +142,9 @@ __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned
 }
 
 template <int BITS, int NT>
-__global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1) GemmKernel(MatrixArgs a, GemmWorkspace ws,
-                                                                        const uint16_t* __restrict__ x, int64_t ldx,
-                                                                        int batch, float* __restrict__ y, int64_t ldy,
-                                                                        int steps_per_scale) {
+__global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1)
+    GemmKernel(const __grid_constant__ MatrixArgs a, GemmWorkspace ws, const uint16_t* __restrict__ x, int64_t ldx,
+               int batch, float* __restrict__ y, int64_t ldy, int steps_per_scale) {
   using Table = PairTable<BITS>;
   constexpr int RT = kRowTilesPerWarp<NT>;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -158,7 +157,7 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1) GemmKernel(MatrixAr
   // the tables are rebuilt by every block, so this is on the critical path of short launches).
   __shared__ uint32_t split[kMaxCodebook];
   if (threadIdx.x < kMaxCodebook) {
-    split[threadIdx.x] = SplitBf16(static_cast<int>(threadIdx.x) < a.codebook_size ? a.codebook[threadIdx.x] : 0.0f);
+    split[threadIdx.x] = SplitBf16(a.book[threadIdx.x]);
   }
   __syncthreads();
   constexpr int kCopies = Table::kPerLane ? 32 : 1;

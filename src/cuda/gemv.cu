@@ -97,10 +97,11 @@ constexpr int64_t SharedBytes(int bits, int kernel_rows, int64_t col_tiles) {
   return LookupBytes(bits, tensor) + (tensor ? kTableAlign : kernel_rows * col_tiles * kTileCols * 4);
 }
 
-// Byte offset in the table of group p of a lane's words; copy = the lane's copy offset (bytes).
-template <int BITS, bool TENSOR>
+// CUDA cores: the byte offset in the table of group p of a lane's words; copy = the lane's copy
+// offset (bytes). (Tensor cores: TensorTermsAddress.)
+template <int BITS>
 __device__ __forceinline__ uint32_t GroupOffset(const uint32_t (&w)[BITS], int p, uint32_t copy) {
-  using L = Lookup<BITS, TENSOR>;
+  using L = Lookup<BITS, false>;
   if constexpr (L::kBytePerm) {
     // Byte p % 4 of word p / 4 into byte 1, the copy offset (< 256) into byte 0, zeros above.
     return __byte_perm(w[(p * L::kIndexBits) >> 5], copy, 0x5504u | (static_cast<uint32_t>(p & 3) << 4));
@@ -422,7 +423,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int b = 0; b < B; ++b) sums2[h][c][b] = 0.0f;
 #pragma unroll
     for (int p = 0; p < 32 / L::kGroup; ++p) {
-      const unsigned char* entry = smem + GroupOffset<BITS, TC>(ring[r], p, copy);
+      const unsigned char* entry = smem + GroupOffset<BITS>(ring[r], p, copy);
       float v[L::kGroup];
       if constexpr (L::kGroup == 4) {
         const float4 e4 = *reinterpret_cast<const float4*>(entry);
