@@ -30,6 +30,7 @@ struct MatrixArgs {
   // The codebook's values, zeros past its size: launch parameters, read through __grid_constant__
   // (a kernel indexing a by-value copy would put the struct in local memory).
   float book[kMaxCodebook];
+  bool book_half;  // every value is exactly an fp16 (int and small ExMy grids): 2-byte lookups
   int code_bits;
   const uint8_t* scales;
   int scale_type;  // GpuScale

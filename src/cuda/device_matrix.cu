@@ -145,6 +145,8 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   OWF_RETURN_IF_ERROR(s->Upload(m.outlier_index, const_cast<int64_t**>(&a.outlier_index)));
   OWF_RETURN_IF_ERROR(s->Upload(m.outlier_value, const_cast<float**>(&a.outlier_value)));
   std::copy(m.codebook.begin(), m.codebook.end(), a.book);
+  a.book_half = std::all_of(m.codebook.begin(), m.codebook.end(),
+                            [](float v) { return __half2float(__float2half_rn(v)) == v; });
   a.code_bits = m.code_bits;
   a.scale_type = static_cast<int>(m.scale_type);
   a.block_rows = m.block_rows;

@@ -166,6 +166,43 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
   }
 }
 
+// Codebooks whose values are all exactly fp16 (int4, int3, e2m1) take fp16 lookup tables at batch
+// 1: they match the CPU reference, and give the same bits as the fp32 tables, which the same
+// matrix takes when its codebook carries one more value, which fp16 cannot hold and no code uses.
+TEST(CudaKernels, Fp16CodebooksGiveTheSameBitsAsFp32Tables) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(14);
+  const std::vector<testing::TestMatrix> matrices = {
+      {"int4@64:absmax+outliers(0.01)", 300, 2112},
+      {"e2m1@128:absmax", 517, 1000},
+      {"int3@64:absmax:fp32", 130, 4096},
+  };
+  for (const auto& tm : matrices) {
+    SCOPED_TRACE(tm.spec);
+    auto q = Quantise(tm);
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    auto tiled = TileForGpu(ViewOf(*q));
+    ASSERT_TRUE(tiled.ok()) << tiled.status().ToString();
+    auto half = DeviceMatrix::Upload(*tiled);
+    ASSERT_TRUE(half.ok()) << half.status().ToString();
+    ExpectGemmMatches(*q, *half, 1, rng);
+    // Never indexed: it sits past the 2^code_bits values the codes can reach, or in e2m1's unused
+    // 16th slot.
+    tiled->codebook.push_back(0.1f);
+    auto full = DeviceMatrix::Upload(*tiled);
+    ASSERT_TRUE(full.ok()) << full.status().ToString();
+    std::vector<uint16_t> x(static_cast<size_t>(tm.cols));
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (auto& v : x) v = Bf16FromFloat(normal(rng));
+    DeviceBuffer<uint16_t> dx(x.size());
+    dx.Upload(x);
+    DeviceBuffer<float> y_half(static_cast<size_t>(tm.rows)), y_full(static_cast<size_t>(tm.rows));
+    ASSERT_TRUE(half->Gemm(dx.p, tm.cols, 1, y_half.p, tm.rows).ok());
+    ASSERT_TRUE(full->Gemm(dx.p, tm.cols, 1, y_full.p, tm.rows).ok());
+    EXPECT_EQ(y_half.Download(), y_full.Download());
+  }
+}
+
 TEST(CudaKernels, GemmIsDeterministic) {
   SKIP_WITHOUT_GPU();
   auto q = Quantise({"crd4(t,df=5)@64:absmax", 1000, 2048});
