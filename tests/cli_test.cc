@@ -137,8 +137,12 @@ TEST_F(Cli, QuantiseAndDequantiseAModel) {
       EXPECT_EQ(t["spec"], "crd6(t)@64:absmax:bf16");
       EXPECT_DOUBLE_EQ(t["bits_per_param"].get<double>(), 6.25);
     }
-    if (t["name"] == "output.weight") EXPECT_EQ(t["spec"], "keep");
-    if (t["name"] == "blk.0.attn_q.weight") EXPECT_EQ(t["spec"], "nf4@64:absmax:bf16");
+    if (t["name"] == "output.weight") {
+      EXPECT_EQ(t["spec"], "keep");
+    }
+    if (t["name"] == "blk.0.attn_q.weight") {
+      EXPECT_EQ(t["spec"], "nf4@64:absmax:bf16");
+    }
   }
   EXPECT_TRUE(saw_embedding);
   ASSERT_EQ(Owf("dequantise " + Path("q.safetensors") + " -o " + Path("d.gguf")).code, 0);
@@ -200,8 +204,9 @@ TEST_F(Cli, DemoPrintsTheRateDistortionTable) {
     // within ~0.25 bit (Gish-Pierce 0.2546 asymptotically).
     if (row["data"] == "normal") {
       EXPECT_GT(row["shannon_gap_bits"].get<double>(), 0.2) << row["spec"];
-      if (row["spec"].get<std::string>().starts_with("grid"))
+      if (row["spec"].get<std::string>().starts_with("grid")) {
         EXPECT_LT(row["shannon_gap_bits"].get<double>(), 0.3) << row["spec"];
+      }
     }
   }
 }

@@ -71,7 +71,7 @@ TEST(OptScales, FastPathEqualsReferenceAtAnyThreadCount) {
   }
 }
 
-double BlockError(const float* x, int64_t n, const std::vector<float>& cb, float s, float m, bool with_min) {
+double BlockError(const float* x, int64_t n, const std::vector<float>& cb, float s, float m) {
   // Brute force: every element against every codebook value.
   double e = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -104,18 +104,18 @@ TEST(OptScales, BlockFitIsCloseToTheBruteForceOptimum) {
         }
         float amax = 0, lo = xb[0], hi = xb[0];
         for (int64_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(xb[i])), lo = std::min(lo, xb[i]), hi = std::max(hi, xb[i]);
-        EXPECT_LE(fit, BlockError(xb, cols, cb, amax, 0, false) * (1 + 1e-6));
+        EXPECT_LE(fit, BlockError(xb, cols, cb, amax, 0) * (1 + 1e-6));
         double brute = INFINITY;
         const int steps = with_min ? 200 : 1000;
         for (int k = 1; k <= steps; ++k) {
           const float sc = amax * 1.4f * static_cast<float>(k) / static_cast<float>(steps);
           if (!with_min) {
-            brute = std::min(brute, BlockError(xb, cols, cb, sc, 0, false));
+            brute = std::min(brute, BlockError(xb, cols, cb, sc, 0));
             continue;
           }
           // value = c * sc - m: centre the codebook on the block's mid-range, then shift.
           for (int j = -10; j <= 10; ++j)
-            brute = std::min(brute, BlockError(xb, cols, cb, sc, -(hi + lo) / 2 + (hi - lo) * j / 40.0f, true));
+            brute = std::min(brute, BlockError(xb, cols, cb, sc, -(hi + lo) / 2 + (hi - lo) * j / 40.0f));
         }
         total_fit += fit;
         total_brute += brute;
