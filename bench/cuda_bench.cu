@@ -1,5 +1,5 @@
 // GPU benchmark of owf's quantised GEMV/GEMM against cuBLAS bf16 on Llama-3 8B/70B layer shapes.
-//   build-cuda/bench/owf_cuda_bench [--quick] [--bits B] [--block N] [--batches 1,16] [--shapes 28672x8192,...]
+//   build-cuda/bench/owf_cuda_bench [--quick] [--bits B | --element SPEC] [--block N] [--batches 1,16] [--shapes 28672x8192,...]
 //                                   [--trace]
 // For each shape and batch it times cuBLAS bf16 (cublasGemmEx, fp32 accumulation and output) and
 // owf's fused kernel on the same shape with B-bit codes (a 2^B-entry Student-t cube-root
@@ -90,14 +90,29 @@ double CopyBandwidth() {
   return 2.0 * static_cast<double>(bytes) / (us * 1e-6);
 }
 
-// A rows x cols quantised matrix with random codes and scales (speed does not depend on them).
-owf::cuda::TiledMatrix RandomMatrix(int64_t rows, int64_t cols, int bits, int64_t block, uint64_t seed) {
+// The benchmarked format: element (a spec's element, e.g. int4 or e2m1; empty: a B-bit Student-t
+// cube-root codebook) with bf16 absmax scales per 1 x block.
+owf::FormatSpec BenchSpec(const std::string& element, int bits, int64_t block) {
   owf::FormatSpec spec;
-  spec.element.family = owf::ElementFamily::kCrd;
-  spec.element.bits = bits;
-  spec.element.dist = owf::Distribution::kStudentT;
-  spec.element.df = 5;
+  if (!element.empty()) {
+    auto parsed = owf::ParseSpec(element);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "owf_cuda_bench: --element: %s\n", parsed.status().ToString().c_str());
+      std::exit(2);
+    }
+    spec.element = parsed->element;
+  } else {
+    spec.element.family = owf::ElementFamily::kCrd;
+    spec.element.bits = bits;
+    spec.element.dist = owf::Distribution::kStudentT;
+    spec.element.df = 5;
+  }
   spec.scaling = owf::ScalingSpec{owf::BlockKind::kBlock, 1, block, owf::ScaleKind::kAbsmax, owf::ScaleFormat::kBf16};
+  return spec;
+}
+
+// A rows x cols quantised matrix with random codes and scales (speed does not depend on them).
+owf::cuda::TiledMatrix RandomMatrix(int64_t rows, int64_t cols, const owf::FormatSpec& spec, uint64_t seed) {
   auto element = owf::DesignElement(spec);
   if (!element.ok()) {
     std::fprintf(stderr, "design: %s\n", element.status().ToString().c_str());
@@ -107,7 +122,7 @@ owf::cuda::TiledMatrix RandomMatrix(int64_t rows, int64_t cols, int bits, int64_
   std::mt19937_64 rng(seed);
   std::vector<uint16_t> codes(static_cast<size_t>(rows * cols));
   for (auto& c : codes) c = static_cast<uint16_t>(rng() % book.size());
-  owf::BlockGeometry g{rows, cols, 1, block};
+  owf::BlockGeometry g{rows, cols, 1, spec.scaling->block_cols};
   std::vector<float> scales(static_cast<size_t>(g.num_blocks()));
   std::uniform_real_distribution<float> u(0.01f, 0.05f);
   for (auto& s : scales) s = owf::QuantiseScale(u(rng), owf::ScaleFormat::kBf16);
@@ -173,6 +188,18 @@ void PrintTrace(int warps, F&& call) {
   if (!spread.empty())
     std::printf("  trace main-loop ends within a block: spread min %.2f median %.2f max %.2f us\n", q(spread, 0),
                 q(spread, 0.5), q(spread, 1));
+  // Each block's mean main-loop end: where the blocks would end if their warps shared their work.
+  std::vector<double> means;
+  for (int b = 0; b < warps / 16; ++b) {
+    double sum = 0;
+    int n = 0;
+    for (int w = b * 16; w < b * 16 + 16; ++w)
+      if (h[w * 8]) sum += static_cast<double>(h[w * 8 + 4] - t0) / 1000.0, ++n;
+    if (n) means.push_back(sum / n);
+  }
+  if (!means.empty())
+    std::printf("  trace block means of main-loop ends: min %.2f p10 %.2f median %.2f p90 %.2f max %.2f us\n",
+                q(means, 0), q(means, 0.1), q(means, 0.5), q(means, 0.9), q(means, 1));
 }
 #endif
 
@@ -186,6 +213,7 @@ struct Shape {
 int main(int argc, char** argv) {
   int bits = 4;
   int64_t block = 64;
+  std::string element;
   std::vector<int> batches = {1, 2, 4, 8, 16, 32, 64};
   bool quick = false, trace = false;
   std::vector<std::pair<int64_t, int64_t>> only;  // --shapes: rows x cols to run (default: all)
@@ -195,6 +223,7 @@ int main(int argc, char** argv) {
     else if (a == "--trace") trace = true;
     else if (a == "--bits" && i + 1 < argc) bits = std::atoi(argv[++i]);
     else if (a == "--block" && i + 1 < argc) block = std::atoll(argv[++i]);
+    else if (a == "--element" && i + 1 < argc) element = argv[++i];
     else if (a == "--batches" && i + 1 < argc) {
       batches.clear();
       for (char* p = std::strtok(argv[++i], ","); p; p = std::strtok(nullptr, ",")) batches.push_back(std::atoi(p));
@@ -208,7 +237,9 @@ int main(int argc, char** argv) {
         only.emplace_back(r, c);
       }
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--bits B] [--block N] [--batches 1,16] [--shapes 28672x8192,...] [--trace]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--bits B | --element SPEC] [--block N] [--batches 1,16] [--shapes 28672x8192,...] "
+                   "[--trace]\n",
                    argv[0]);
       return 2;
     }
@@ -229,8 +260,17 @@ int main(int argc, char** argv) {
   const double copy_bw = CopyBandwidth();
   std::printf("device: %s, %d SMs, L2 %.0f MB; device-to-device copy: %.0f GB/s (read + write); peak assumed %.0f GB/s\n",
               prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6, copy_bw / 1e9, kPeakBytesPerSecond / 1e9);
-  std::printf("owf format: %d-bit codes (crd%d(t,df=5)), bf16 absmax scale per 1x%lld block = %.4f bits/weight\n\n", bits,
-              bits, static_cast<long long>(block), bits + 16.0 / static_cast<double>(block));
+  const owf::FormatSpec spec = BenchSpec(element, bits, block);
+  const auto design = owf::DesignElement(spec);
+  if (!design.ok()) {
+    std::fprintf(stderr, "design: %s\n", design.status().ToString().c_str());
+    return 2;
+  }
+  bits = 0;
+  while ((size_t{1} << bits) < design->centroids().size()) ++bits;
+  std::printf("owf format: %s, %d-bit codes, bf16 absmax scale per 1x%lld block = %.4f bits/weight\n\n",
+              owf::ToString(spec).c_str(), bits, static_cast<long long>(block),
+              bits + 16.0 / static_cast<double>(block));
 
   std::vector<Shape> shapes = {{4096, 4096, "8B q/o"},    {14336, 4096, "8B gate/up"}, {4096, 14336, "8B down"},
                                {28672, 8192, "70B gate/up"}, {8192, 8192, "70B q/o"}};
@@ -250,7 +290,7 @@ int main(int argc, char** argv) {
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Shape& sh : shapes) {
     const int64_t rows = sh.rows, cols = sh.cols;
-    const owf::cuda::TiledMatrix host = RandomMatrix(rows, cols, bits, block, 42);
+    const owf::cuda::TiledMatrix host = RandomMatrix(rows, cols, spec, 42);
     const int64_t q_bytes = host.weight_bytes(), bf16_bytes = rows * cols * 2;
     // Enough copies that the working set is several times the L2 cache.
     const int64_t l2_bytes = std::max<int64_t>(prop.l2CacheSize, 50 << 20);
