@@ -155,6 +155,7 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
       {"crd5(t,df=7)@128:absmax:e4m3", 250, 2048},
       {"crd6(normal)@256:absmax:fp32", 130, 2304},
       {"crd4(t,df=5)@4x64:absmax", 202, 1536},  // 2-D blocks: each row holds its block's scale
+      {"int4@64:absmax", 90, 16384},  // fp16 tables; at batch 1 64 KB of activations beside the table
   };
   for (const auto& tm : matrices) {
     SCOPED_TRACE(tm.spec);
