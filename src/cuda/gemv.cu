@@ -302,12 +302,13 @@ __global__ void __launch_bounds__(kThreads, 1)
                         __uint_as_float(xhi[k] << 16), __uint_as_float(xhi[k] & 0xFFFF0000u));
     }
   };
-  // The lookup table from the codebook (16-byte stores): fp32 values, or the pair's hi and lo
-  // bf16x2 terms (book holds each value's split, hi | lo << 16).
+  // The lookup table from the codebook (16-byte stores): fp32 values, fp16 values, or the pair's
+  // hi and lo bf16x2 terms (book holds each value as fp32 bits, as fp16 bits, or its split
+  // hi | lo << 16).
   __shared__ uint32_t book[kMaxCodebook];
   if (threadIdx.x < kMaxCodebook) {
     const float v = a.book[threadIdx.x];
-    book[threadIdx.x] = TC ? SplitBf16(v) : __float_as_uint(v);
+    book[threadIdx.x] = TC ? SplitBf16(v) : HALF ? __half_as_ushort(__float2half_rn(v)) : __float_as_uint(v);
   }
   __syncthreads();
   for (int u = threadIdx.x; u < L::kBytes / 16; u += kThreads) {
@@ -319,9 +320,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         const uint32_t s0 = book[e & ((1 << BITS) - 1)], s1 = book[e >> BITS];
         v[k] = f0 + k < 32 ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
       } else if constexpr (HALF) {  // words 0-31: the copies' fp16 pairs; 32-63 unused
-        const __half2 h =
-            __floats2half2_rn(__uint_as_float(book[e & ((1 << BITS) - 1)]), __uint_as_float(book[e >> BITS]));
-        v[k] = f0 + k < 32 ? *reinterpret_cast<const uint32_t*>(&h) : 0u;
+        v[k] = f0 + k < 32 ? book[e & ((1 << BITS) - 1)] | book[e >> BITS] << 16 : 0u;
       } else {
         v[k] = book[(e >> ((f0 + k) % L::kGroup * BITS)) & ((1 << BITS) - 1)];
       }
