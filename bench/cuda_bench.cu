@@ -111,18 +111,14 @@ owf::FormatSpec BenchSpec(const std::string& element, int bits, int64_t block) {
   return spec;
 }
 
-// A rows x cols quantised matrix with random codes and scales (speed does not depend on them).
-owf::cuda::TiledMatrix RandomMatrix(int64_t rows, int64_t cols, const owf::FormatSpec& spec, uint64_t seed) {
-  auto element = owf::DesignElement(spec);
-  if (!element.ok()) {
-    std::fprintf(stderr, "design: %s\n", element.status().ToString().c_str());
-    std::exit(1);
-  }
-  const std::vector<float>& book = element->centroids();
+// A rows x cols quantised matrix with codebook book, random codes and random bf16 scales per
+// 1 x block (speed does not depend on them).
+owf::cuda::TiledMatrix RandomMatrix(int64_t rows, int64_t cols, const std::vector<float>& book, int64_t block,
+                                    uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<uint16_t> codes(static_cast<size_t>(rows * cols));
   for (auto& c : codes) c = static_cast<uint16_t>(rng() % book.size());
-  owf::BlockGeometry g{rows, cols, 1, spec.scaling->block_cols};
+  owf::BlockGeometry g{rows, cols, 1, block};
   std::vector<float> scales(static_cast<size_t>(g.num_blocks()));
   std::uniform_real_distribution<float> u(0.01f, 0.05f);
   for (auto& s : scales) s = owf::QuantiseScale(u(rng), owf::ScaleFormat::kBf16);
@@ -174,29 +170,22 @@ void PrintTrace(int warps, F&& call) {
     std::printf("  trace %-15s (%zu warps): us after the first entry: min %.2f p10 %.2f median %.2f p90 %.2f max %.2f\n",
                 what[k], us.size(), q(us, 0), q(us, 0.1), q(us, 0.5), q(us, 0.9), q(us, 1));
   }
-  // The spread of main-loop ends inside each block of 16 warps.
-  std::vector<double> spread;
+  // Per block of 16 warps: the spread of main-loop ends, and their mean (where the block would
+  // end if its warps shared their work).
+  std::vector<double> spread, means;
   for (int b = 0; b < warps / 16; ++b) {
-    double lo = 1e30, hi = 0;
+    double lo = 1e30, hi = 0, sum = 0;
+    int n = 0;
     for (int w = b * 16; w < b * 16 + 16; ++w)
       if (h[w * 8]) {
         const double e = static_cast<double>(h[w * 8 + 4] - t0) / 1000.0;
-        lo = std::min(lo, e), hi = std::max(hi, e);
+        lo = std::min(lo, e), hi = std::max(hi, e), sum += e, ++n;
       }
-    if (hi > 0) spread.push_back(hi - lo);
+    if (n) spread.push_back(hi - lo), means.push_back(sum / n);
   }
   if (!spread.empty())
     std::printf("  trace main-loop ends within a block: spread min %.2f median %.2f max %.2f us\n", q(spread, 0),
                 q(spread, 0.5), q(spread, 1));
-  // Each block's mean main-loop end: where the blocks would end if their warps shared their work.
-  std::vector<double> means;
-  for (int b = 0; b < warps / 16; ++b) {
-    double sum = 0;
-    int n = 0;
-    for (int w = b * 16; w < b * 16 + 16; ++w)
-      if (h[w * 8]) sum += static_cast<double>(h[w * 8 + 4] - t0) / 1000.0, ++n;
-    if (n) means.push_back(sum / n);
-  }
   if (!means.empty())
     std::printf("  trace block means of main-loop ends: min %.2f p10 %.2f median %.2f p90 %.2f max %.2f us\n",
                 q(means, 0), q(means, 0.1), q(means, 0.5), q(means, 0.9), q(means, 1));
@@ -290,7 +279,7 @@ int main(int argc, char** argv) {
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Shape& sh : shapes) {
     const int64_t rows = sh.rows, cols = sh.cols;
-    const owf::cuda::TiledMatrix host = RandomMatrix(rows, cols, spec, 42);
+    const owf::cuda::TiledMatrix host = RandomMatrix(rows, cols, design->centroids(), block, 42);
     const int64_t q_bytes = host.weight_bytes(), bf16_bytes = rows * cols * 2;
     // Enough copies that the working set is several times the L2 cache.
     const int64_t l2_bytes = std::max<int64_t>(prop.l2CacheSize, 50 << 20);
