@@ -8,6 +8,7 @@
 
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "owf/core/status.h"
 #include "owf/cuda/layout.h"
@@ -163,6 +164,39 @@ __device__ __forceinline__ float WithOutliers(const MatrixArgs& a, const uint16_
   return sum;
 }
 
+// Work cut into `warps` equal contiguous ranges of `tiles` items (warps or blocks): the first item
+// of range w, and the range that holds item n (64-bit products; counts fit in 32 bits).
+__device__ __forceinline__ int RangeStart(int w, int tiles, int warps) {
+  return static_cast<int>(static_cast<int64_t>(w) * tiles / warps);
+}
+__device__ __forceinline__ int WarpOf(int n, int tiles, int warps) {
+  return static_cast<int>((static_cast<int64_t>(n + 1) * warps - 1) / tiles);
+}
+
+
+// The scale of row g (h = 0) or g + 8 (h = 1) from a lane's raw scale pair (LoadScalePair).
+template <int ST>
+__device__ __forceinline__ float ScaleValue(const uint32_t (&raw)[2], int h) {
+  if constexpr (ST == static_cast<int>(GpuScale::kBf16)) return __uint_as_float(h == 0 ? raw[0] << 16 : raw[0] & 0xFFFF0000u);
+  else if constexpr (ST == static_cast<int>(GpuScale::kFp32)) return __uint_as_float(raw[h]);
+  else return 1.0f;
+}
+
+
+// cp.async: `bytes` (0..size) bytes from global memory to shared address `dst`, the rest of `size`
+// zero-filled; then commit and wait for all but the newest N groups.
+__device__ __forceinline__ void CopyAsync16(uint32_t dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void CopyAsync4(uint32_t dst, const void* src, int bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void CopyAsyncCommit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void CopyAsyncWait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
 // A device attribute of the current device, asked once (the kernels' launch sizes depend on it).
 template <cudaDeviceAttr kAttribute>
 Result<int> CachedDeviceAttribute() {
@@ -175,6 +209,44 @@ Result<int> CachedDeviceAttribute() {
   return value;
 }
 inline Result<int> MultiprocessorCount() { return CachedDeviceAttribute<cudaDevAttrMultiProcessorCount>(); }
+
+inline Result<int> MaxSharedBytes() { return CachedDeviceAttribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(); }
+
+// Lets `kernel` use all the dynamic shared memory the device offers (callers check their need
+// against MaxSharedBytes first).
+template <typename Kernel>
+Status AllowAllSharedMemory(Kernel kernel) {
+  OWF_ASSIGN_OR_RETURN(const int max_bytes, MaxSharedBytes());
+  cudaFuncAttributes attributes{};
+  OWF_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, kernel));
+  OWF_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                max_bytes - static_cast<int>(attributes.sharedSizeBytes)));
+  return Status::Ok();
+}
+
+// Launches kernel<<<blocks, threads, shared_bytes, stream>>>(args...), with programmatic dependent
+// launch on compute capability 9.0 and up: the kernel's blocks may start, and load weights, while
+// the previous kernel on the stream finishes (they call GridDependencyWait before reading its
+// outputs).
+template <typename... Params, typename... Args>
+Status LaunchAfterPrevious(void (*kernel)(Params...), int blocks, int threads, int shared_bytes, cudaStream_t stream,
+                           Args&&... args) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(static_cast<unsigned>(threads));
+  config.dynamicSmemBytes = static_cast<size_t>(shared_bytes);
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  const auto major = CachedDeviceAttribute<cudaDevAttrComputeCapabilityMajor>();
+  if (major.ok() && *major >= 9) {
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+  }
+  OWF_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+  return Status::Ok();
+}
 
 // Host-side launchers (gemm.cu, gemv.cu, dequantise.cu).
 
@@ -218,6 +290,14 @@ struct GemvWorkspace {
   int col_shift = 30;  // column tile j's scales are in block column j >> col_shift
 };
 GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows);
+// Column tile j's scales are in block column j >> ScaleColumnShift (30 with one block across or
+// none; the small-batch kernels take only these geometries, GemvKernelRows).
+inline int ScaleColumnShift(const MatrixArgs& a) {
+  if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1)
+    for (int s = 0; s < 30; ++s)
+      if ((int64_t{kTileCols} << s) == a.block_cols) return s;
+  return 30;
+}
 #ifdef OWF_GEMV_TRACE
 // Diagnostic build (-DOWF_GEMV_TRACE=ON): the GEMV kernels write, per warp gw, the globaltimer
 // (ns) and clock64 at entry, after the prologue, after the main loop and at exit to
@@ -231,6 +311,16 @@ int GemvPlanIndex(int kernel_rows);
 int GemvKernelRows(const MatrixArgs& a, int batch);
 Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                   int kernel_rows, float* y, int64_t ldy, cudaStream_t stream);
+
+// The GEMM for 17-64 activation rows (gemm_wide.cu): kernels of 32 and 64 rows over matrices the
+// 16-row GEMV takes, planned like it (steps, `blocks` ranges, up to `segments` partial sums per
+// row block of 256 rows; plan index 0 for 32 rows, 1 for 64).
+constexpr int kGemmWidePlans = 2;
+// 32 or 64: the kernel that takes this product; 0 where none does.
+int GemmWideRows(const MatrixArgs& a, int batch);
+GemvWorkspace PlanGemmWide(const MatrixArgs& a, int sms, int kernel_rows);
+Status LaunchGemmWide(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
+                      int kernel_rows, float* y, int64_t ldy, cudaStream_t stream);
 Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream);
 
 }  // namespace owf::cuda::detail

@@ -87,6 +87,7 @@ struct DeviceMatrix::State {
   MatrixArgs args{};
   detail::GemmWorkspace workspace;
   detail::GemvWorkspace gemv[detail::kGemvPlans];  // by GemvPlanIndex
+  detail::GemvWorkspace wide[detail::kGemmWidePlans];  // 32 and 64 rows
   std::vector<void*> allocations;
 
   template <typename T>
@@ -172,6 +173,7 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   OWF_ASSIGN_OR_RETURN(const int sms, detail::MultiprocessorCount());
   for (int kernel_rows : {1, 2, 4, 8, 16})
     s->gemv[detail::GemvPlanIndex(kernel_rows)] = detail::PlanGemv(a, sms, kernel_rows);
+  for (int kernel_rows : {32, 64}) s->wide[kernel_rows / 64] = detail::PlanGemmWide(a, sms, kernel_rows);
   return DeviceMatrix(std::move(s));
 }
 
@@ -187,15 +189,21 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   if (a.cols % 2 != 0) return InvalidArgument("Gemm needs an even column count (activations are read in pairs)");
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
-  // The small-batch kernels, with the stream's scratch. Larger batches run as chunks of 16 rows
-  // on them where they take the matrix: each chunk reads the weights again, and still beats the
-  // GEMM (README).
+  // The small-batch kernels and the wide GEMM, with the stream's scratch; the split-K GEMM takes
+  // what they do not (other block widths, 5-6 bit codes past 4 rows).
   const auto gemv = [&](int b0, int n, int rows) -> Status {
     detail::GemvWorkspace w = s_->gemv[detail::GemvPlanIndex(rows)];
     OWF_RETURN_IF_ERROR(UseGemvScratch(stream, w, a.row_tiles));
     return detail::LaunchGemv(a, w, x + b0 * ldx, ldx, n, rows, y + b0 * ldy, ldy, stream);
   };
   if (const int rows = detail::GemvKernelRows(a, batch)) return gemv(0, batch, rows);
+  if (const int rows = detail::GemmWideRows(a, batch)) {
+    detail::GemvWorkspace w = s_->wide[rows / 64];
+    OWF_RETURN_IF_ERROR(UseGemvScratch(stream, w, a.row_tiles));
+    return detail::LaunchGemmWide(a, w, x, ldx, batch, rows, y, ldy, stream);
+  }
+  // 16-row chunks: each reads the weights again. Faster than the wide GEMM at 17-32 rows on
+  // matrices of fewer than 8192 rows (README), and where its shared memory does not fit.
   if (detail::GemvKernelRows(a, detail::kGemvMaxBatch) == detail::kGemvMaxBatch) {
     for (int b0 = 0; b0 < batch; b0 += detail::kGemvMaxBatch) {
       const int n = std::min(detail::kGemvMaxBatch, batch - b0);

@@ -30,7 +30,7 @@
 // on tensor cores R = 4 at 8 rows, and R = 2 at 16 (4 spills registers there and was slower).
 #include <algorithm>
 
-#include "device_common.cuh"
+#include "lookup.cuh"
 
 namespace owf::cuda::detail {
 namespace {
@@ -59,90 +59,18 @@ constexpr int kStaticSharedBytes = 1024;  // the kernel's static shared memory (
 // share one each. Kernels of 8 and 16 rows use tensor cores.
 constexpr int KernelRows(int batch) { return batch <= 2 ? batch : batch <= 4 ? 4 : batch <= 8 ? 8 : 16; }
 constexpr bool OnTensorCores(int kernel_rows) { return kernel_rows >= 8; }
-constexpr int kMaxTensorBits = 4;  // tensor-core kernels index a pair table by two codes
 
 // Rows of tiles a warp works on together (a step): they share the activations of each column
 // tile, which a lane holds in registers (shared-memory bandwidth is the tightest resource).
 constexpr int RowTilesPerStep(int kernel_rows) { return kernel_rows == 1 || kernel_rows == 8 ? 4 : 2; }
 
-// How a lane decodes its codes: kGroup codes per shared-memory load from a table of
-// 2^(kGroup * BITS) rows, with kCopies interleaved copies so that the lanes of one shared-memory
-// access phase never hit the same bank. On CUDA cores an entry is kGroup fp32 values (entry e of
-// copy c at byte e * kRowBytes + c * kEntryBytes). On tensor cores kGroup = 2 and row e holds the
-// 32 copies' hi bf16x2 terms of the pair, then their lo terms (copy c's hi word at byte
-// e * kRowBytes + 4 c, its lo word 128 bytes on): each term is loaded straight into its mma
-// A-fragment register.
-//
-// HALF (batch 1, 3-4 bit codes, codebooks whose values are all exactly fp16, such as int4 or
-// e2m1): an entry is the pair's two values as fp16 (4 bytes), in rows of 256 bytes whose second
-// half is unused (same addressing and table size as fp32 pairs). A lookup moves half the bytes
-// and gives the same fp32 values as the fp32 table (4-7% faster on the 8B shapes, README).
-constexpr int LookupGroup(int bits, bool tensor) { return tensor ? 2 : bits <= 2 ? 4 : bits <= 4 ? 2 : 1; }
-constexpr int LookupCopies(int bits, bool tensor) { return LookupGroup(bits, tensor) == 4 ? 16 : 32; }
-constexpr int LookupBytes(int bits, bool tensor) {
-  return (1 << (LookupGroup(bits, tensor) * bits)) * LookupGroup(bits, tensor) * 4 * LookupCopies(bits, tensor);
-}
-template <int BITS, bool TENSOR, bool HALF = false>
-struct Lookup {
-  static_assert(!HALF || (!TENSOR && LookupGroup(BITS, false) == 2), "fp16 tables hold pairs");
-  static constexpr int kGroup = LookupGroup(BITS, TENSOR);
-  static constexpr int kIndexBits = kGroup * BITS;
-  static constexpr int kEntryBytes = TENSOR || HALF ? 4 : kGroup * 4;  // between copies
-  static constexpr int kCopies = LookupCopies(BITS, TENSOR);
-  static constexpr int kRowBytes = kGroup * 4 * kCopies;
-  static constexpr int kBytes = LookupBytes(BITS, TENSOR);
-  static constexpr bool kBytePerm = kIndexBits == 8 && kRowBytes == 256;  // address = one prmt
-};
-
 // Dynamic shared memory of a launch: the lookup table, then (CUDA cores) the activations as fp32.
 // On tensor cores the table starts at a shared-memory address that is a multiple of 65536, so
 // that one byte permute gives a lookup's whole address (TensorTermsAddress): up to 64 KB of
 // padding come first.
-constexpr int kTableAlign = 65536;
 constexpr int64_t SharedBytes(int bits, int kernel_rows, int64_t col_tiles) {
   const bool tensor = OnTensorCores(kernel_rows);
   return LookupBytes(bits, tensor) + (tensor ? kTableAlign : kernel_rows * col_tiles * kTileCols * 4);
-}
-
-// CUDA cores: the byte offset in the table of group p of a lane's words; copy = the lane's copy
-// offset (bytes). (Tensor cores: TensorTermsAddress.)
-template <int BITS>
-__device__ __forceinline__ uint32_t GroupOffset(const uint32_t (&w)[BITS], int p, uint32_t copy) {
-  using L = Lookup<BITS, false>;  // the same rows with fp16 entries (HALF)
-  if constexpr (L::kBytePerm) {
-    // Byte p % 4 of word p / 4 into byte 1, the copy offset (< 256) into byte 0, zeros above.
-    return __byte_perm(w[(p * L::kIndexBits) >> 5], copy, 0x5504u | (static_cast<uint32_t>(p & 3) << 4));
-  } else {
-    return FieldAt<L::kIndexBits, BITS>(w, p) * L::kRowBytes + copy;
-  }
-}
-
-// Tensor cores: the shared-memory address of the hi term of pair p of a lane's words (its lo term
-// is 128 bytes on), from base = the table's address (a multiple of 65536) + the lane's copy
-// offset (< 128).
-template <int BITS>
-__device__ __forceinline__ uint32_t TensorTermsAddress(const uint32_t (&w)[BITS], int p, uint32_t base) {
-  using L = Lookup<BITS, true>;
-  if constexpr (L::kBytePerm) {
-    // Byte p % 4 of word p / 4 into byte 1, the rest from base.
-    return __byte_perm(w[(p * L::kIndexBits) >> 5], base, 0x7604u | (static_cast<uint32_t>(p & 3) << 4));
-  } else {
-    return base + FieldAt<L::kIndexBits, BITS>(w, p) * L::kRowBytes;
-  }
-}
-
-// The hi and lo terms at a shared-memory address from TensorTermsAddress.
-__device__ __forceinline__ void LoadTerms(uint32_t address, uint32_t& hi, uint32_t& lo) {
-  asm volatile("ld.shared.b32 %0, [%2];\n\tld.shared.b32 %1, [%2+128];" : "=r"(hi), "=r"(lo) : "r"(address));
-}
-
-// First tile of warp w's range, and the warp whose range holds tile n (64-bit products; tile
-// counts fit in 32 bits, GemvKernelRows checks).
-__device__ __forceinline__ int RangeStart(int w, int tiles, int warps) {
-  return static_cast<int>(static_cast<int64_t>(w) * tiles / warps);
-}
-__device__ __forceinline__ int WarpOf(int n, int tiles, int warps) {
-  return static_cast<int>((static_cast<int64_t>(n + 1) * warps - 1) / tiles);
 }
 
 // The scales of the two rows (g, g + 8) a lane works on, adjacent in the GPU layout (ScaleSlot):
@@ -156,13 +84,6 @@ __device__ __forceinline__ void LoadScalePair(const uint8_t* __restrict__ s, int
     raw[0] = v.x, raw[1] = v.y;
   }
 }
-template <int ST>
-__device__ __forceinline__ float ScaleValue(const uint32_t (&raw)[2], int h) {
-  if constexpr (ST == static_cast<int>(GpuScale::kBf16)) return __uint_as_float(h == 0 ? raw[0] << 16 : raw[0] & 0xFFFF0000u);
-  else if constexpr (ST == static_cast<int>(GpuScale::kFp32)) return __uint_as_float(raw[h]);
-  else return 1.0f;
-}
-
 // B: activation rows the kernel is built for (batch <= B; the rest are zeros and not written);
 // ST: the scale storage (GpuScale); HALF: fp16 table entries (Lookup).
 template <int BITS, int B, int ST, bool HALF>
@@ -311,22 +232,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     book[threadIdx.x] = TC ? SplitBf16(v) : HALF ? __half_as_ushort(__float2half_rn(v)) : __float_as_uint(v);
   }
   __syncthreads();
-  for (int u = threadIdx.x; u < L::kBytes / 16; u += kThreads) {
-    const int e = u * 16 / L::kRowBytes, f0 = u * 16 % L::kRowBytes / 4;
-    uint32_t v[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      if constexpr (TC) {  // words 0-31 of a row: hi terms; 32-63: lo terms
-        const uint32_t s0 = book[e & ((1 << BITS) - 1)], s1 = book[e >> BITS];
-        v[k] = f0 + k < 32 ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
-      } else if constexpr (HALF) {  // words 0-31: the copies' fp16 pairs; 32-63 unused
-        v[k] = f0 + k < 32 ? book[e & ((1 << BITS) - 1)] | book[e >> BITS] << 16 : 0u;
-      } else {
-        v[k] = book[(e >> ((f0 + k) % L::kGroup * BITS)) & ((1 << BITS) - 1)];
-      }
-    }
-    reinterpret_cast<uint4*>(table)[u] = make_uint4(v[0], v[1], v[2], v[3]);
-  }
+  BuildTable<BITS, TC, HALF>(table, book, threadIdx.x, kThreads);
   GridDependencyWait();
   if (m0 < m1) {
     load_fragments();
@@ -527,8 +433,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   OWF_TRACE(3);
 }
 
-Result<int> MaxSharedBytes() { return CachedDeviceAttribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(); }
-
 template <int BITS, int B, int ST, bool HALF>
 Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
               int64_t ldy, cudaStream_t stream) {
@@ -536,34 +440,10 @@ Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, i
   const auto kernel = GemvKernel<BITS, B, ST, HALF>;
   // Once per kernel: allow all the dynamic shared memory the device offers (GemvKernelRows checked
   // this launch's need against it), rather than a driver call per product.
-  static const cudaError_t allowed = [&] {
-    cudaFuncAttributes attributes{};
-    const auto max_bytes = MaxSharedBytes();
-    if (!max_bytes.ok()) return cudaErrorInvalidValue;
-    const cudaError_t e = cudaFuncGetAttributes(&attributes, kernel);
-    if (e != cudaSuccess) return e;
-    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                *max_bytes - static_cast<int>(attributes.sharedSizeBytes));
-  }();
-  OWF_CUDA_RETURN_IF_ERROR(allowed);
+  static const Status allowed = AllowAllSharedMemory(kernel);
+  OWF_RETURN_IF_ERROR(allowed);
   const bool x_aligned16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
-  // With programmatic dependent launch (compute capability 9.0 and up) the kernel's blocks may
-  // start, and load weights, while the previous kernel on the stream finishes (GemvKernel).
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(ws.blocks));
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = static_cast<size_t>(bytes);
-  config.stream = stream;
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  const auto major = CachedDeviceAttribute<cudaDevAttrComputeCapabilityMajor>();
-  if (major.ok() && *major >= 9) {
-    config.attrs = &attribute;
-    config.numAttrs = 1;
-  }
-  OWF_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&config, kernel, a, ws, x, ldx, x_aligned16, batch, y, ldy));
-  return Status::Ok();
+  return LaunchAfterPrevious(kernel, ws.blocks, kThreads, bytes, stream, a, ws, x, ldx, x_aligned16, batch, y, ldy);
 }
 
 template <int BITS, int B, bool HALF>
@@ -617,12 +497,7 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
   p.steps = groups * a.col_tiles;
   p.blocks = static_cast<int>(std::clamp<int64_t>(p.steps * rows_per_step / (kWarps * kMinTilesPerWarp), 1, sms));
   p.warps = std::min<int64_t>(static_cast<int64_t>(p.blocks) * kWarps, p.steps);
-  // Column tile j's scale column is j >> col_shift (one block across: always 0; GemvKernelRows admits
-  // only these geometries).
-  p.col_shift = 30;
-  if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1)
-    for (int s = 0; s < 30; ++s)
-      if ((int64_t{kTileCols} << s) == a.block_cols) p.col_shift = s;
+  p.col_shift = ScaleColumnShift(a);
   // The most warp ranges (segments) one group's steps meet, exactly as the kernel splits them.
   const auto warp_of = [&](int64_t n) { return ((n + 1) * p.warps - 1) / p.steps; };
   p.segments = 1;

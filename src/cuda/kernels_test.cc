@@ -76,18 +76,20 @@ TEST(CudaKernels, DequantiseIsBitExact) {
 // Runs Gemm on random bf16 activations and checks every output against a double-precision
 // product of the CPU's dequantised weights and the same activations, within the error of the
 // two-term bf16 weight split of the tensor-core path (2^-17 relative) plus fp32 accumulation (the
-// CUDA-core path for batches 1-2 multiplies fp32 codebook values and is tighter still).
-void ExpectGemmMatches(const QuantisedTensor& q, const DeviceMatrix& d, int batch, std::mt19937& rng) {
-  SCOPED_TRACE(batch);
+// CUDA-core path for batches 1-2 multiplies fp32 codebook values and is tighter still). The
+// activations start x_offset elements into their buffer (2: only 4-byte aligned).
+void ExpectGemmMatches(const QuantisedTensor& q, const DeviceMatrix& d, int batch, std::mt19937& rng,
+                       int64_t x_offset = 0) {
+  SCOPED_TRACE("batch " + std::to_string(batch) + ", activations at element " + std::to_string(x_offset));
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const int64_t rows = q.geometry.rows, cols = q.geometry.cols;
   const int64_t ldx = cols + 16, ldy = rows + 3;
-  std::vector<uint16_t> x(static_cast<size_t>(batch * ldx));
+  std::vector<uint16_t> x(static_cast<size_t>(batch * ldx + x_offset));
   for (auto& v : x) v = Bf16FromFloat(normal(rng));
   DeviceBuffer<uint16_t> dx(x.size());
   dx.Upload(x);
   DeviceBuffer<float> dy(static_cast<size_t>(batch * ldy));
-  ASSERT_TRUE(d.Gemm(dx.p, ldx, batch, dy.p, ldy).ok());
+  ASSERT_TRUE(d.Gemm(dx.p + x_offset, ldx, batch, dy.p, ldy).ok());
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<float> y = dy.Download();
   for (int b = 0; b < batch; ++b) {
@@ -95,7 +97,7 @@ void ExpectGemmMatches(const QuantisedTensor& q, const DeviceMatrix& d, int batc
       double ref = 0, mag = 0;
       for (int64_t c = 0; c < cols; ++c) {
         const double w = q.values.data[static_cast<size_t>(r * cols + c)];
-        const double xv = FloatFromBf16(x[static_cast<size_t>(b * ldx + c)]);
+        const double xv = FloatFromBf16(x[static_cast<size_t>(x_offset + b * ldx + c)]);
         ref += w * xv;
         mag += std::abs(w * xv);
       }
@@ -167,6 +169,37 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
   }
 }
 
+// Batches 17-64 on the wide GEMM (codes of at most 4 bits, tiles the small-batch kernels take;
+// its 32-row kernel takes matrices of 8192 rows or more, the tall ones here, and 16-row chunks the
+// others): row blocks split across block ranges, partial row and column tiles, 1- to 4-bit codes,
+// bf16 and fp32 scales, 2-D blocks, outliers, and activations that are 16-byte aligned (staged 16
+// bytes at a time) or only 4-byte aligned (staged in pairs).
+TEST(CudaKernels, WideGemmMatchesTheCpuReference) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(14);
+  const std::vector<testing::TestMatrix> matrices = {
+      {"crd4(t,df=5)@64:absmax", 1000, 4032},
+      {"crd3(laplace)@128:absmax:e8m0+outliers(0.005)", 517, 3000},
+      {"int2@64:absmax", 300, 4096},
+      {"lut(-1,1)@channel:absmax", 96, 8192},
+      {"int3@64:absmax:fp32", 130, 4096},
+      {"crd4(t,df=5)@4x64:absmax", 202, 1536},
+      {"nf4@64:absmax", 2048, 2048},
+      {"crd4(t,df=5)@64:absmax+outliers(0.01)", 8200, 320},
+      {"int3@128:absmax:fp32", 8195, 448},
+      {"int2@64:absmax", 9000, 192},
+  };
+  for (const auto& tm : matrices) {
+    SCOPED_TRACE(tm.spec);
+    auto q = Quantise(tm);
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    auto d = UploadQuantised(*q);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    int k = 0;
+    for (int batch : {17, 24, 32, 40, 64}) ExpectGemmMatches(*q, *d, batch, rng, 2 * (k++ % 2));
+  }
+}
+
 // Codebooks whose values are all exactly fp16 (int4, int3, e2m1) take fp16 lookup tables at batch
 // 1: they match the CPU reference, and give the same bits as the fp32 tables, which the same
 // matrix takes when its codebook carries one more value, which fp16 cannot hold and no code uses.
@@ -210,11 +243,11 @@ TEST(CudaKernels, GemmIsDeterministic) {
   ASSERT_TRUE(q.ok());
   auto d = UploadQuantised(*q);
   ASSERT_TRUE(d.ok());
-  std::vector<uint16_t> x(32 * 2048);
+  std::vector<uint16_t> x(64 * 2048);
   for (size_t i = 0; i < x.size(); ++i) x[i] = Bf16FromFloat(std::sin(0.37f * static_cast<float>(i)));
   DeviceBuffer<uint16_t> dx(x.size());
   dx.Upload(x);
-  for (int batch : {1, 4, 16, 32}) {  // the GEMVs' segment sums and the split-K GEMM
+  for (int batch : {1, 4, 16, 32, 64}) {  // the GEMVs' and the wide GEMM's segment sums
     DeviceBuffer<float> y1(static_cast<size_t>(batch) * 1000), y2(static_cast<size_t>(batch) * 1000);
     for (int rep = 0; rep < 3; ++rep) {
       ASSERT_TRUE(d->Gemm(dx.p, 2048, batch, y1.p, 1000).ok());

@@ -1,0 +1,356 @@
+// The fused dequantise-GEMM for 17-64 activation rows (codes of at most 4 bits, tiles as the
+// small-batch kernels take them: lane runs, one scale per row per 64-column tile).
+//
+// At 32-64 rows the small-batch kernels' design stops working: a warp that loads its own B
+// fragments reads 8-16 times more activation bytes than code bytes, and running 16-row chunks
+// reads the weights once per chunk. Here a block of 8 warps takes a step of 16 row tiles (2 per
+// warp) by one column tile, and stages the step's codes, scales and activations into shared memory
+// with cp.async, 4 steps deep, so that each column tile's activations are read from global memory
+// once per block and shared by its 8 warps. A lane then turns a pair of its codes into the hi and
+// lo bf16 terms of the pair's mma A-fragment registers with one byte permute and two
+// shared-memory loads from its own copy of the tensor-core pair table (lookup.cuh), and both go
+// through m16n8k16 mmas against 4 or 8 n-tiles of activations, loaded 16 bytes at a time from
+// rows padded to 144 bytes (no bank conflicts).
+//
+// Work split as in gemv.cu, by blocks: the steps (row blocks of 16 row tiles x column tiles, row
+// block major) are cut into equal contiguous ranges, one per block of a one-block-per-SM grid.
+// Where a row block spans several ranges, each writes its partial sums and the last to finish (a
+// ticket per row block) adds them in range order: results never depend on timing.
+#include <algorithm>
+
+#include "lookup.cuh"
+
+namespace owf::cuda::detail {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+// Row tiles per warp in a step (a warp's B fragments serve them all), and per block (a row block).
+constexpr int RowTilesPerWarp(int nt) { return nt <= 4 ? 4 : 2; }
+constexpr int BlockTiles(int nt) { return kWarps * RowTilesPerWarp(nt); }
+constexpr int kStages = 4;                        // steps staged ahead
+constexpr int kMinStepsPerBlock = 8;
+constexpr int kXStride = kTileCols + 8;           // bf16 per staged activation row: 144 bytes
+constexpr int kBf16 = static_cast<int>(GpuScale::kBf16), kFp32 = static_cast<int>(GpuScale::kFp32);
+
+// One stage in shared memory: the row block's codes (tile k at k * TileCodeBytes, in the GPU
+// layout: lane l's words at l * 4 * BITS), their scales (tile k's 16 at k * TileScaleBytes,
+// ScaleSlot order), then the column tile's activations for 8 nt rows (zeros past the batch and the
+// matrix).
+constexpr int TileCodeBytes(int bits) { return 32 * bits * 4; }
+constexpr int TileScaleBytes(int st) { return st == kBf16 ? 32 : st == kFp32 ? 64 : 0; }
+constexpr int StageBytes(int bits, int nt, int st) {
+  return BlockTiles(nt) * (TileCodeBytes(bits) + TileScaleBytes(st)) + nt * 8 * kXStride * 2;
+}
+// The table (at the first 64 KB-aligned shared address, which may be up to 64 KB in), then the
+// stages.
+constexpr int SharedBytes(int bits, int nt, int st) {
+  return kTableAlign + LookupBytes(bits, true) + kStages * StageBytes(bits, nt, st);
+}
+constexpr int RowBlockOutputs(int nt) { return BlockTiles(nt) * kTileRows * nt * 8; }
+
+template <int BITS, int NT, int ST>
+__global__ void __launch_bounds__(kThreads, 1)
+    GemmWideKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
+                   int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy) {
+  static_assert(BITS <= kMaxTensorBits);
+  using L = Lookup<BITS, true>;
+  constexpr int kRowTiles = RowTilesPerWarp(NT), kBlockTiles = BlockTiles(NT);
+  constexpr int kTileCode = TileCodeBytes(BITS), kTileScale = TileScaleBytes(ST);
+  constexpr int kCodeBytes = kBlockTiles * kTileCode, kScaleBytes = kBlockTiles * kTileScale;
+  constexpr int kStage = StageBytes(BITS, NT, ST), kOut = RowBlockOutputs(NT);
+  extern __shared__ __align__(16) unsigned char smem[];
+  const uint32_t start = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const uint32_t table_address = (start + (kTableAlign - 1)) & ~static_cast<uint32_t>(kTableAlign - 1);
+  unsigned char* table = smem + (table_address - start);
+  const unsigned char* stages = table + L::kBytes;
+  const uint32_t stages_address = table_address + L::kBytes;
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int C = static_cast<int>(a.col_tiles), M = static_cast<int>(ws.steps);
+  const int R = static_cast<int>(gridDim.x);
+  const int m0 = RangeStart(static_cast<int>(blockIdx.x), M, R), m1 = RangeStart(static_cast<int>(blockIdx.x) + 1, M, R);
+  const int last_tile_row = static_cast<int>(a.row_tiles) - 1;
+  LaunchDependents();
+
+  // Stages step m's codes and scales (which need nothing from the previous kernel), and its
+  // activations (which do), into slot m % kStages.
+  auto stage_weights = [&](int m) {
+    const int rb = m / C, j = m - rb * C;
+    const uint32_t base = stages_address + (m % kStages) * kStage;
+    constexpr int kChunks = kTileCode / 16;
+#pragma unroll
+    for (int c = threadIdx.x; c < kBlockTiles * kChunks; c += kThreads) {
+      const int k = c / kChunks, i = min(rb * kBlockTiles + k, last_tile_row);
+      CopyAsync16(base + c * 16, a.codes + ((static_cast<int64_t>(i) * C + j) * 32 * BITS + (c % kChunks) * 4), 16);
+    }
+    if constexpr (kTileScale > 0) {
+      constexpr int kScaleChunks = kTileScale / 16;
+      if (threadIdx.x < kBlockTiles * kScaleChunks) {
+        const int c = threadIdx.x, k = c / kScaleChunks, i = min(rb * kBlockTiles + k, last_tile_row);
+        const int64_t slot = ScaleSlot(static_cast<int64_t>(i) * kTileRows, j >> ws.col_shift, a.blocks_across);
+        CopyAsync16(base + kCodeBytes + c * 16, a.scales + slot * (kTileScale / 16) + (c % kScaleChunks) * 16, 16);
+      }
+    }
+  };
+  auto stage_x = [&](int m) {
+    const int col0 = (m % C) * kTileCols;
+    const uint32_t base = stages_address + (m % kStages) * kStage + kCodeBytes + kScaleBytes;
+    if (x_aligned16) {  // 16 bytes (8 columns) at a time
+#pragma unroll
+      for (int c = threadIdx.x; c < NT * 8 * 8; c += kThreads) {
+        const int n = c >> 3, col = col0 + 8 * (c & 7);
+        const int64_t left = n < batch ? (a.cols - col) * 2 : 0;  // bytes of the row from col on
+        const int bytes = left <= 0 ? 0 : left >= 16 ? 16 : static_cast<int>(left);
+        CopyAsync16(base + (n * kXStride + 8 * (c & 7)) * 2, bytes ? x + n * ldx + col : x, bytes);
+      }
+    } else {  // rows only 4-byte aligned: pairs
+#pragma unroll 4
+      for (int c = threadIdx.x; c < NT * 8 * 32; c += kThreads) {
+        const int n = c >> 5, col = col0 + 2 * (c & 31);
+        const int bytes = n < batch && col < a.cols ? 4 : 0;
+        CopyAsync4(base + (n * kXStride + 2 * (c & 31)) * 2, bytes ? x + n * ldx + col : x, bytes);
+      }
+    }
+  };
+
+  // The pair table from the codebook's splits; the first stages' weights go out first.
+#pragma unroll
+  for (int k = 0; k < kStages - 1; ++k)
+    if (m0 + k < m1) stage_weights(m0 + k);
+  __shared__ uint32_t book[kMaxCodebook];
+  if (threadIdx.x < kMaxCodebook) book[threadIdx.x] = SplitBf16(a.book[threadIdx.x]);
+  __syncthreads();
+  BuildTable<BITS, true, false>(table, book, threadIdx.x, kThreads);
+  GridDependencyWait();  // activations, outputs and scratch: after the previous kernel
+#pragma unroll
+  for (int k = 0; k < kStages - 1; ++k) {
+    if (m0 + k < m1) stage_x(m0 + k);
+    CopyAsyncCommit();  // group k: stage k's activations (and, in group 0, every prologue weight)
+  }
+
+  float acc[kRowTiles][NT][4];
+  auto clear = [&](float (&v)[kRowTiles][NT][4]) {
+#pragma unroll
+    for (int r = 0; r < kRowTiles; ++r)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[r][nt][i] = 0.0f;
+  };
+  clear(acc);
+  // Output row and activation row of sum (r, nt, i) of warp w, lane l (mma C-fragment order).
+  auto output_row = [](int rb, int w, int r, int l, int i) {
+    return (static_cast<int64_t>(rb) * kBlockTiles + w * kRowTiles + r) * kTileRows + (l >> 2) + 8 * (i >> 1);
+  };
+  auto batch_row = [](int nt, int l, int i) { return nt * 8 + 2 * (l & 3) + (i & 1); };
+  __shared__ unsigned ticket;
+
+  // Ends this block's part of row block rb: the outputs, or a partial sum.
+  auto flush = [&](int rb) {
+    const int first = WarpOf(rb * C, M, R), last = WarpOf(rb * C + C - 1, M, R);
+    if (first == last) {
+#pragma unroll
+      for (int r = 0; r < kRowTiles; ++r)
+#pragma unroll
+        for (int q = 0; q < NT; ++q)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int64_t row = output_row(rb, warp, r, lane, i);
+            const int n = batch_row(q, lane, i);
+            if (row < a.rows && n < batch) y[n * ldy + row] = WithOutliers(a, x, ldx, n, row, acc[r][q][i]);
+          }
+    } else {
+      float* mine = ws.partials + (static_cast<int64_t>(rb) * ws.segments + (static_cast<int>(blockIdx.x) - first)) * kOut;
+#pragma unroll
+      for (int r = 0; r < kRowTiles; ++r)
+#pragma unroll
+        for (int q = 0; q < NT; ++q)
+          reinterpret_cast<float4*>(mine)[((warp * kRowTiles + r) * NT + q) * 32 + lane] =
+              make_float4(acc[r][q][0], acc[r][q][1], acc[r][q][2], acc[r][q][3]);
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0) ticket = atomicAdd(ws.tickets + rb, 1u);
+      __syncthreads();
+      if (ticket == static_cast<unsigned>(last - first)) {  // the last range of this row block
+        __threadfence();
+        // A thread adds kPer float4s over the ranges in order, kChunk of them at a time with all
+        // their loads of a range in flight together (the loads' latency, not their bytes, is the cost).
+        constexpr int kPer = kOut / 4 / kThreads, kChunk = 8;
+        static_assert(kOut % (4 * kThreads) == 0 && kPer % kChunk == 0);
+        const float4* parts = reinterpret_cast<const float4*>(ws.partials) + static_cast<int64_t>(rb) * ws.segments * (kOut / 4);
+        for (int k0 = 0; k0 < kPer; k0 += kChunk) {
+          float4 sum[kChunk];
+#pragma unroll
+          for (int k = 0; k < kChunk; ++k) sum[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          for (int sg = 0; sg <= last - first; ++sg) {
+            float4 v[kChunk];
+#pragma unroll
+            for (int k = 0; k < kChunk; ++k)
+              v[k] = __ldcg(parts + static_cast<int64_t>(sg) * (kOut / 4) + (k0 + k) * kThreads + threadIdx.x);
+#pragma unroll
+            for (int k = 0; k < kChunk; ++k) sum[k].x += v[k].x, sum[k].y += v[k].y, sum[k].z += v[k].z, sum[k].w += v[k].w;
+          }
+#pragma unroll
+          for (int k = 0; k < kChunk; ++k) {
+            const int q = (k0 + k) * kThreads + static_cast<int>(threadIdx.x);  // float4 q: (warp, r, nt, lane) as stored
+            const int l = q & 31, nt = (q >> 5) % NT, wr = q / (32 * NT);
+            const float v4[4] = {sum[k].x, sum[k].y, sum[k].z, sum[k].w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const int64_t row = output_row(rb, wr / kRowTiles, wr % kRowTiles, l, i);
+              const int n = batch_row(nt, l, i);
+              if (row < a.rows && n < batch) y[n * ldy + row] = WithOutliers(a, x, ldx, n, row, v4[i]);
+            }
+          }
+        }
+        if (threadIdx.x == 0) ws.tickets[rb] = 0;
+      }
+    }
+    clear(acc);
+  };
+
+  const uint32_t terms_base = table_address | static_cast<uint32_t>(lane * L::kEntryBytes);
+  int rb = m0 / C, j = m0 - rb * C;
+  for (int m = m0; m < m1; ++m) {
+    CopyAsyncWait<kStages - 2>();  // step m's stage has landed (this thread's copies) ...
+    __syncthreads();               // ... everyone's, and step m - 1's slot is free again
+    if (m + kStages - 1 < m1) {
+      stage_weights(m + kStages - 1);
+      stage_x(m + kStages - 1);
+    }
+    CopyAsyncCommit();
+    const unsigned char* st = stages + (m % kStages) * kStage;
+    uint32_t w[kRowTiles][BITS], raw[kRowTiles][2];
+#pragma unroll
+    for (int r = 0; r < kRowTiles; ++r) {
+      const int k = warp * kRowTiles + r;
+      const uint32_t* words = reinterpret_cast<const uint32_t*>(st + k * kTileCode) + lane * BITS;
+      if constexpr (BITS == 4) {
+        const uint4 v = *reinterpret_cast<const uint4*>(words);
+        w[r][0] = v.x, w[r][1] = v.y, w[r][2] = v.z, w[r][3] = v.w;
+      } else if constexpr (BITS == 2) {
+        const uint2 v = *reinterpret_cast<const uint2*>(words);
+        w[r][0] = v.x, w[r][1] = v.y;
+      } else {
+#pragma unroll
+        for (int b = 0; b < BITS; ++b) w[r][b] = words[b];
+      }
+      const unsigned char* sc = st + kCodeBytes + k * kTileScale;
+      if constexpr (ST == kBf16) {
+        raw[r][0] = reinterpret_cast<const uint32_t*>(sc)[g];
+      } else if constexpr (ST == kFp32) {
+        const uint2 v = reinterpret_cast<const uint2*>(sc)[g];
+        raw[r][0] = v.x, raw[r][1] = v.y;
+      }
+    }
+    float part[kRowTiles][NT][4];
+    clear(part);
+    const uint16_t* xs = reinterpret_cast<const uint16_t*>(st + kCodeBytes + kScaleBytes) + g * kXStride + 16 * t;
+#pragma unroll
+    for (int sp = 0; sp < 2; ++sp) {  // k-steps 2 sp and 2 sp + 1: 8 columns of each activation row
+      uint4 xb[NT];
+#pragma unroll
+      for (int q = 0; q < NT; ++q) xb[q] = *reinterpret_cast<const uint4*>(xs + (q) * 8 * kXStride + 8 * sp);
+#pragma unroll
+      for (int ss = 0; ss < 2; ++ss) {
+        const int s = 2 * sp + ss;
+        uint32_t hi[kRowTiles][4], lo[kRowTiles][4];
+#pragma unroll
+        for (int r = 0; r < kRowTiles; ++r)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) LoadTerms(TensorTermsAddress<BITS>(w[r], 4 * s + i, terms_base), hi[r][i], lo[r][i]);
+        // All hi-term mmas, then all lo-term ones: an accumulator's two mmas are far apart.
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int r = 0; r < kRowTiles; ++r)
+#pragma unroll
+            for (int q = 0; q < NT; ++q)
+              Mma(part[r][q], h ? lo[r] : hi[r], ss ? xb[q].z : xb[q].x, ss ? xb[q].w : xb[q].y);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kRowTiles; ++r) {
+      const float s0 = ScaleValue<ST>(raw[r], 0), s1 = ScaleValue<ST>(raw[r], 1);
+#pragma unroll
+      for (int q = 0; q < NT; ++q)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[r][q][i] = fmaf(i < 2 ? s0 : s1, part[r][q][i], acc[r][q][i]);
+    }
+    if (++j == C || m + 1 == m1) {
+      flush(rb);
+      if (j == C) j = 0, ++rb;
+    }
+  }
+  CopyAsyncWait<0>();
+}
+
+template <int BITS, int NT, int ST>
+Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
+              int64_t ldy, cudaStream_t stream) {
+  const auto kernel = GemmWideKernel<BITS, NT, ST>;
+  static const Status allowed = AllowAllSharedMemory(kernel);
+  OWF_RETURN_IF_ERROR(allowed);
+  const bool x_aligned16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
+  return LaunchAfterPrevious(kernel, ws.blocks, kThreads, SharedBytes(BITS, NT, ST), stream, a, ws, x, ldx,
+                             x_aligned16, batch, y, ldy);
+}
+
+template <int BITS, int NT>
+Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
+                   int64_t ldy, cudaStream_t stream) {
+  switch (static_cast<GpuScale>(a.scale_type)) {
+    case GpuScale::kBf16: return Launch<BITS, NT, kBf16>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kFp32: return Launch<BITS, NT, kFp32>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kNone: break;
+  }
+  return Launch<BITS, NT, static_cast<int>(GpuScale::kNone)>(a, ws, x, ldx, batch, y, ldy, stream);
+}
+
+}  // namespace
+
+int GemmWideRows(const MatrixArgs& a, int batch) {
+  if (batch <= kGemvMaxBatch || batch > 64 || a.code_bits > kMaxTensorBits) return 0;
+  if (GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;  // the tile geometry the GEMVs take
+  const int rows = batch <= 32 ? 32 : 64;
+  // At 17-32 rows two 16-row GEMVs (weights read twice) beat this kernel on matrices of fewer than
+  // 8192 rows (4096x4096: 26 against 30 us; 4096x14336: 47 against 48 us; README).
+  if (rows == 32 && a.rows < 8192) return 0;
+  const auto max_bytes = MaxSharedBytes();
+  if (!max_bytes.ok() || SharedBytes(a.code_bits, rows / 8, a.scale_type) > *max_bytes - 1024) return 0;
+  return rows;
+}
+
+GemvWorkspace PlanGemmWide(const MatrixArgs& a, int sms, int kernel_rows) {
+  GemvWorkspace p;
+  const int64_t row_blocks = (a.row_tiles + BlockTiles(kernel_rows / 8) - 1) / BlockTiles(kernel_rows / 8);
+  p.steps = row_blocks * a.col_tiles;
+  // At least kMinStepsPerBlock steps per block: the last range of a row block adds every range's
+  // partial sums (64 KB each at 64 rows), so small matrices take fewer blocks.
+  p.blocks = static_cast<int>(std::clamp<int64_t>(p.steps / kMinStepsPerBlock, 1, sms));
+  p.warps = p.blocks;  // ranges
+  p.col_shift = ScaleColumnShift(a);
+  const auto range_of = [&](int64_t n) { return ((n + 1) * p.blocks - 1) / p.steps; };
+  p.segments = 1;
+  for (int64_t rb = 0; rb < row_blocks; ++rb)
+    p.segments = std::max(p.segments, range_of(rb * a.col_tiles + a.col_tiles - 1) - range_of(rb * a.col_tiles) + 1);
+  p.partial_floats = row_blocks * p.segments * RowBlockOutputs(kernel_rows / 8);
+  return p;
+}
+
+Status LaunchGemmWide(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
+                      int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
+  return WithCodeBits(a.code_bits, [&](auto bits) -> Status {
+    constexpr int kBits = decltype(bits)::value;
+    if constexpr (kBits > kMaxTensorBits) {
+      return InvalidArgument("the wide GEMM takes codes of at most 4 bits");
+    } else {
+      if (kernel_rows == 32) return LaunchScale<kBits, 4>(a, ws, x, ldx, batch, y, ldy, stream);
+      return LaunchScale<kBits, 8>(a, ws, x, ldx, batch, y, ldy, stream);
+    }
+  });
+}
+
+}  // namespace owf::cuda::detail

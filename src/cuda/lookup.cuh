@@ -1,0 +1,101 @@
+// The shared-memory lookup tables of the small-batch kernels (gemv.cu, gemm_wide.cu): a lane turns
+// a group of its codes into codebook values (CUDA cores) or into the bf16 hi and lo terms of mma
+// A fragments (tensor cores) with one shared-memory load from its own copy of the table.
+#pragma once
+
+#include "device_common.cuh"
+
+namespace owf::cuda::detail {
+
+constexpr int kMaxTensorBits = 4;  // tensor-core tables are indexed by a pair of codes
+
+// How a lane decodes its codes: kGroup codes per shared-memory load from a table of
+// 2^(kGroup * BITS) rows, with kCopies interleaved copies so that the lanes of one shared-memory
+// access phase never hit the same bank. On CUDA cores an entry is kGroup fp32 values (entry e of
+// copy c at byte e * kRowBytes + c * kEntryBytes). On tensor cores kGroup = 2 and row e holds the
+// 32 copies' hi bf16x2 terms of the pair, then their lo terms (copy c's hi word at byte
+// e * kRowBytes + 4 c, its lo word 128 bytes on): each term is loaded straight into its mma
+// A-fragment register.
+//
+// HALF (batch 1, 3-4 bit codes, codebooks whose values are all exactly fp16, such as int4 or
+// e2m1): an entry is the pair's two values as fp16 (4 bytes), in rows of 256 bytes whose second
+// half is unused (same addressing and table size as fp32 pairs). A lookup moves half the bytes
+// and gives the same fp32 values as the fp32 table (4-7% faster on the 8B shapes, README).
+constexpr int LookupGroup(int bits, bool tensor) { return tensor ? 2 : bits <= 2 ? 4 : bits <= 4 ? 2 : 1; }
+constexpr int LookupCopies(int bits, bool tensor) { return LookupGroup(bits, tensor) == 4 ? 16 : 32; }
+constexpr int LookupBytes(int bits, bool tensor) {
+  return (1 << (LookupGroup(bits, tensor) * bits)) * LookupGroup(bits, tensor) * 4 * LookupCopies(bits, tensor);
+}
+template <int BITS, bool TENSOR, bool HALF = false>
+struct Lookup {
+  static_assert(!HALF || (!TENSOR && LookupGroup(BITS, false) == 2), "fp16 tables hold pairs");
+  static constexpr int kGroup = LookupGroup(BITS, TENSOR);
+  static constexpr int kIndexBits = kGroup * BITS;
+  static constexpr int kEntryBytes = TENSOR || HALF ? 4 : kGroup * 4;  // between copies
+  static constexpr int kCopies = LookupCopies(BITS, TENSOR);
+  static constexpr int kRowBytes = kGroup * 4 * kCopies;
+  static constexpr int kBytes = LookupBytes(BITS, TENSOR);
+  static constexpr bool kBytePerm = kIndexBits == 8 && kRowBytes == 256;  // address = one prmt
+};
+
+// Tensor-core tables start at a shared-memory address that is a multiple of this, so that one
+// byte permute gives a lookup's whole address (TensorTermsAddress).
+constexpr int kTableAlign = 65536;
+
+// CUDA cores: the byte offset in the table of group p of a lane's words; copy = the lane's copy
+// offset (bytes). (Tensor cores: TensorTermsAddress.)
+template <int BITS>
+__device__ __forceinline__ uint32_t GroupOffset(const uint32_t (&w)[BITS], int p, uint32_t copy) {
+  using L = Lookup<BITS, false>;  // the same rows with fp16 entries (HALF)
+  if constexpr (L::kBytePerm) {
+    // Byte p % 4 of word p / 4 into byte 1, the copy offset (< 256) into byte 0, zeros above.
+    return __byte_perm(w[(p * L::kIndexBits) >> 5], copy, 0x5504u | (static_cast<uint32_t>(p & 3) << 4));
+  } else {
+    return FieldAt<L::kIndexBits, BITS>(w, p) * L::kRowBytes + copy;
+  }
+}
+
+// Tensor cores: the shared-memory address of the hi term of pair p of a lane's words (its lo term
+// is 128 bytes on), from base = the table's address (a multiple of 65536) + the lane's copy
+// offset (< 128). (Both terms side by side, one 8-byte load, was slower: README.)
+template <int BITS>
+__device__ __forceinline__ uint32_t TensorTermsAddress(const uint32_t (&w)[BITS], int p, uint32_t base) {
+  using L = Lookup<BITS, true>;
+  if constexpr (L::kBytePerm) {
+    // Byte p % 4 of word p / 4 into byte 1, the rest from base.
+    return __byte_perm(w[(p * L::kIndexBits) >> 5], base, 0x7604u | (static_cast<uint32_t>(p & 3) << 4));
+  } else {
+    return base + FieldAt<L::kIndexBits, BITS>(w, p) * L::kRowBytes;
+  }
+}
+
+// The hi and lo terms at a shared-memory address from TensorTermsAddress.
+__device__ __forceinline__ void LoadTerms(uint32_t address, uint32_t& hi, uint32_t& lo) {
+  asm volatile("ld.shared.b32 %0, [%2];\n\tld.shared.b32 %1, [%2+128];" : "=r"(hi), "=r"(lo) : "r"(address));
+}
+
+// Fills the table (Lookup<BITS, TENSOR, HALF>::kBytes at `table`, 16-byte stores by threads
+// `thread` of `threads`) from book[], the codebook as fp32 bits, as fp16 bits (HALF), or as each
+// value's split hi | lo << 16 (TENSOR, SplitBf16). The caller synchronises before and after.
+template <int BITS, bool TENSOR, bool HALF>
+__device__ __forceinline__ void BuildTable(unsigned char* table, const uint32_t* book, int thread, int threads) {
+  using L = Lookup<BITS, TENSOR, HALF>;
+  for (int u = thread; u < L::kBytes / 16; u += threads) {
+    const int e = u * 16 / L::kRowBytes, f0 = u * 16 % L::kRowBytes / 4;
+    uint32_t v[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      if constexpr (TENSOR) {  // words 0-31 of a row: hi terms; 32-63: lo terms
+        const uint32_t s0 = book[e & ((1 << BITS) - 1)], s1 = book[e >> BITS];
+        v[k] = f0 + k < 32 ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
+      } else if constexpr (HALF) {  // words 0-31: the copies' fp16 pairs; 32-63 unused
+        v[k] = f0 + k < 32 ? book[e & ((1 << BITS) - 1)] | book[e >> BITS] << 16 : 0u;
+      } else {
+        v[k] = book[(e >> ((f0 + k) % L::kGroup * BITS)) & ((1 << BITS) - 1)];
+      }
+    }
+    reinterpret_cast<uint4*>(table)[u] = make_uint4(v[0], v[1], v[2], v[3]);
+  }
+}
+
+}  // namespace owf::cuda::detail
