@@ -74,32 +74,57 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int last_tile_row = static_cast<int>(a.row_tiles) - 1;
   LaunchDependents();
 
-  // Stages step m's codes and scales (which need nothing from the previous kernel), and its
-  // activations (which do), into slot m % kStages.
-  auto stage_weights = [&](int m) {
-    const int rb = m / C, j = m - rb * C;
-    const uint32_t base = stages_address + (m % kStages) * kStage;
-    constexpr int kChunks = kTileCode / 16;
+  // Staging: stage_weights() copies the codes and scales of the step at the weight cursor (row
+  // block wrb, column tile wj), which need nothing from the previous kernel, and stage_x() the
+  // activations of the step at the activation cursor's column tile xj, which do; each into slot
+  // `slot` and each moves its cursor on. A thread's chunks are fixed: c = threadIdx.x + u kThreads
+  // (code chunk c: 16 bytes of tile c / kChunks of the row block), its scale chunk is threadIdx.x,
+  // and its sources for the cursor's row block are kept (code_src, scale_src), so that a step
+  // costs a thread a few adds per copy.
+  constexpr int kChunks = kTileCode / 16, kCodeChunks = kBlockTiles * kChunks;
+  constexpr int kCodePer = (kCodeChunks + kThreads - 1) / kThreads;
+  constexpr int kScalePerTile = kTileScale / 16, kScaleChunks = kBlockTiles * kScalePerTile;
+  static_assert(kScaleChunks <= kThreads);
+  const int tid = static_cast<int>(threadIdx.x);
+  int wrb = m0 / C, wj = m0 - wrb * C, xj = wj;
+  const uint32_t* code_src[kCodePer];
+  const uint8_t* scale_src = a.scales;
+  auto set_weight_row = [&]() {
 #pragma unroll
-    for (int c = threadIdx.x; c < kBlockTiles * kChunks; c += kThreads) {
-      const int k = c / kChunks, i = min(rb * kBlockTiles + k, last_tile_row);
-      CopyAsync16(base + c * 16, a.codes + ((static_cast<int64_t>(i) * C + j) * 32 * BITS + (c % kChunks) * 4), 16);
+    for (int u = 0; u < kCodePer; ++u) {
+      const int c = tid + u * kThreads, i = min(wrb * kBlockTiles + c / kChunks, last_tile_row);
+      code_src[u] = a.codes + (static_cast<int64_t>(i) * C * 32 * BITS + (c % kChunks) * 4);
     }
     if constexpr (kTileScale > 0) {
-      constexpr int kScaleChunks = kTileScale / 16;
-      if (threadIdx.x < kBlockTiles * kScaleChunks) {
-        const int c = threadIdx.x, k = c / kScaleChunks, i = min(rb * kBlockTiles + k, last_tile_row);
-        const int64_t slot = ScaleSlot(static_cast<int64_t>(i) * kTileRows, j >> ws.col_shift, a.blocks_across);
-        CopyAsync16(base + kCodeBytes + c * 16, a.scales + slot * (kTileScale / 16) + (c % kScaleChunks) * 16, 16);
+      if (tid < kScaleChunks) {
+        const int i = min(wrb * kBlockTiles + tid / kScalePerTile, last_tile_row);
+        scale_src = a.scales + ScaleSlot(static_cast<int64_t>(i) * kTileRows, 0, a.blocks_across) * (kTileScale / 16) +
+                    (tid % kScalePerTile) * 16;
       }
     }
   };
-  auto stage_x = [&](int m) {
-    const int col0 = (m % C) * kTileCols;
-    const uint32_t base = stages_address + (m % kStages) * kStage + kCodeBytes + kScaleBytes;
+  set_weight_row();
+  auto stage_weights = [&](int slot) {
+    const uint32_t base = stages_address + slot * kStage;
+#pragma unroll
+    for (int u = 0; u < kCodePer; ++u)
+      if (kCodeChunks % kThreads == 0 || tid + u * kThreads < kCodeChunks)
+        CopyAsync16(base + (tid + u * kThreads) * 16, code_src[u] + wj * 32 * BITS, 16);
+    if constexpr (kTileScale > 0) {  // block column wj >> col_shift: 16 scales on per block column
+      if (tid < kScaleChunks) CopyAsync16(base + kCodeBytes + tid * 16, scale_src + (wj >> ws.col_shift) * kTileScale, 16);
+    }
+    if (++wj == C) {
+      wj = 0;
+      ++wrb;
+      set_weight_row();
+    }
+  };
+  auto stage_x = [&](int slot) {
+    const int col0 = xj * kTileCols;
+    const uint32_t base = stages_address + slot * kStage + kCodeBytes + kScaleBytes;
     if (x_aligned16) {  // 16 bytes (8 columns) at a time
 #pragma unroll
-      for (int c = threadIdx.x; c < NT * 8 * 8; c += kThreads) {
+      for (int c = tid; c < NT * 8 * 8; c += kThreads) {
         const int n = c >> 3, col = col0 + 8 * (c & 7);
         const int64_t left = n < batch ? (a.cols - col) * 2 : 0;  // bytes of the row from col on
         const int bytes = left <= 0 ? 0 : left >= 16 ? 16 : static_cast<int>(left);
@@ -107,18 +132,19 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     } else {  // rows only 4-byte aligned: pairs
 #pragma unroll 4
-      for (int c = threadIdx.x; c < NT * 8 * 32; c += kThreads) {
+      for (int c = tid; c < NT * 8 * 32; c += kThreads) {
         const int n = c >> 5, col = col0 + 2 * (c & 31);
         const int bytes = n < batch && col < a.cols ? 4 : 0;
         CopyAsync4(base + (n * kXStride + 2 * (c & 31)) * 2, bytes ? x + n * ldx + col : x, bytes);
       }
     }
+    if (++xj == C) xj = 0;
   };
 
   // The pair table from the codebook's splits; the first stages' weights go out first.
 #pragma unroll
   for (int k = 0; k < kStages - 1; ++k)
-    if (m0 + k < m1) stage_weights(m0 + k);
+    if (m0 + k < m1) stage_weights((m0 + k) % kStages);
   __shared__ uint32_t book[kMaxCodebook];
   if (threadIdx.x < kMaxCodebook) book[threadIdx.x] = SplitBf16(a.book[threadIdx.x]);
   __syncthreads();
@@ -126,7 +152,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   GridDependencyWait();  // activations, outputs and scratch: after the previous kernel
 #pragma unroll
   for (int k = 0; k < kStages - 1; ++k) {
-    if (m0 + k < m1) stage_x(m0 + k);
+    if (m0 + k < m1) stage_x((m0 + k) % kStages);
     CopyAsyncCommit();  // group k: stage k's activations (and, in group 0, every prologue weight)
   }
 
@@ -217,8 +243,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     CopyAsyncWait<kStages - 2>();  // step m's stage has landed (this thread's copies) ...
     __syncthreads();               // ... everyone's, and step m - 1's slot is free again
     if (m + kStages - 1 < m1) {
-      stage_weights(m + kStages - 1);
-      stage_x(m + kStages - 1);
+      stage_weights((m + kStages - 1) % kStages);
+      stage_x((m + kStages - 1) % kStages);
     }
     CopyAsyncCommit();
     const unsigned char* st = stages + (m % kStages) * kStage;
