@@ -32,6 +32,7 @@ struct MatrixArgs {
   // (a kernel indexing a by-value copy would put the struct in local memory).
   float book[kMaxCodebook];
   bool book_half;  // every value is exactly an fp16 (int and small ExMy grids): 2-byte lookups
+  bool book_bf16;  // every value is exactly a bf16: the tensor-core lo terms are all zero
   int code_bits;
   const uint8_t* scales;
   int scale_type;  // GpuScale

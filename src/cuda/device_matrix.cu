@@ -148,6 +148,8 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   std::copy(m.codebook.begin(), m.codebook.end(), a.book);
   a.book_half = std::all_of(m.codebook.begin(), m.codebook.end(),
                             [](float v) { return __half2float(__float2half_rn(v)) == v; });
+  a.book_bf16 = std::all_of(m.codebook.begin(), m.codebook.end(),
+                            [](float v) { return __bfloat162float(__float2bfloat16_rn(v)) == v; });
   a.code_bits = m.code_bits;
   a.scale_type = static_cast<int>(m.scale_type);
   a.block_rows = m.block_rows;

@@ -49,7 +49,9 @@ constexpr int SharedBytes(int bits, int nt, int st) {
 }
 constexpr int RowBlockOutputs(int nt) { return BlockTiles(nt) * kTileRows * nt * 8; }
 
-template <int BITS, int NT, int ST>
+// LO: the lo terms go through their own mmas; without (codebooks that are exactly bf16, such as
+// int4 or e2m1, whose lo terms are all zero) the same sums come from half the mmas.
+template <int BITS, int NT, int ST, bool LO>
 __global__ void __launch_bounds__(kThreads, 1)
     GemmWideKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
                    int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy) {
@@ -286,10 +288,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int r = 0; r < kRowTiles; ++r)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) LoadTerms(TensorTermsAddress<BITS>(w[r], 4 * s + i, terms_base), hi[r][i], lo[r][i]);
+          for (int i = 0; i < 4; ++i) {
+            const uint32_t address = TensorTermsAddress<BITS>(w[r], 4 * s + i, terms_base);
+            if constexpr (LO) LoadTerms(address, hi[r][i], lo[r][i]);
+            else asm volatile("ld.shared.b32 %0, [%1];" : "=r"(hi[r][i]) : "r"(address));
+          }
         // All hi-term mmas, then all lo-term ones: an accumulator's two mmas are far apart.
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
+        for (int h = 0; h < (LO ? 2 : 1); ++h)
 #pragma unroll
           for (int r = 0; r < kRowTiles; ++r)
 #pragma unroll
@@ -313,10 +319,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   CopyAsyncWait<0>();
 }
 
-template <int BITS, int NT, int ST>
+template <int BITS, int NT, int ST, bool LO>
 Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
               int64_t ldy, cudaStream_t stream) {
-  const auto kernel = GemmWideKernel<BITS, NT, ST>;
+  const auto kernel = GemmWideKernel<BITS, NT, ST, LO>;
   static const Status allowed = AllowAllSharedMemory(kernel);
   OWF_RETURN_IF_ERROR(allowed);
   const bool x_aligned16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
@@ -324,15 +330,24 @@ Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, i
                              x_aligned16, batch, y, ldy);
 }
 
-template <int BITS, int NT>
+template <int BITS, int NT, bool LO>
 Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                    int64_t ldy, cudaStream_t stream) {
   switch (static_cast<GpuScale>(a.scale_type)) {
-    case GpuScale::kBf16: return Launch<BITS, NT, kBf16>(a, ws, x, ldx, batch, y, ldy, stream);
-    case GpuScale::kFp32: return Launch<BITS, NT, kFp32>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kBf16: return Launch<BITS, NT, kBf16, LO>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kFp32: return Launch<BITS, NT, kFp32, LO>(a, ws, x, ldx, batch, y, ldy, stream);
     case GpuScale::kNone: break;
   }
-  return Launch<BITS, NT, static_cast<int>(GpuScale::kNone)>(a, ws, x, ldx, batch, y, ldy, stream);
+  return Launch<BITS, NT, static_cast<int>(GpuScale::kNone), LO>(a, ws, x, ldx, batch, y, ldy, stream);
+}
+
+template <int BITS, int NT>
+Status LaunchTerms(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
+                   int64_t ldy, cudaStream_t stream) {
+  if constexpr (BITS >= 3) {  // hi terms only: 3- and 4-bit grids (int3, int4, e2m1, e3m0)
+    if (a.book_bf16) return LaunchScale<BITS, NT, false>(a, ws, x, ldx, batch, y, ldy, stream);
+  }
+  return LaunchScale<BITS, NT, true>(a, ws, x, ldx, batch, y, ldy, stream);
 }
 
 }  // namespace
@@ -373,8 +388,8 @@ Status LaunchGemmWide(const MatrixArgs& a, const GemvWorkspace& ws, const uint16
     if constexpr (kBits > kMaxTensorBits) {
       return InvalidArgument("the wide GEMM takes codes of at most 4 bits");
     } else {
-      if (kernel_rows == 32) return LaunchScale<kBits, 4>(a, ws, x, ldx, batch, y, ldy, stream);
-      return LaunchScale<kBits, 8>(a, ws, x, ldx, batch, y, ldy, stream);
+      if (kernel_rows == 32) return LaunchTerms<kBits, 4>(a, ws, x, ldx, batch, y, ldy, stream);
+      return LaunchTerms<kBits, 8>(a, ws, x, ldx, batch, y, ldy, stream);
     }
   });
 }

@@ -200,10 +200,11 @@ TEST(CudaKernels, WideGemmMatchesTheCpuReference) {
   }
 }
 
-// Codebooks whose values are all exactly fp16 (int4, int3, e2m1) take fp16 lookup tables at batch
-// 1: they match the CPU reference, and give the same bits as the fp32 tables, which the same
-// matrix takes when its codebook carries one more value, which fp16 cannot hold and no code uses.
-TEST(CudaKernels, Fp16CodebooksGiveTheSameBitsAsFp32Tables) {
+// Codebooks whose values are all exactly fp16 and bf16 (int4, int3, e2m1) take fp16 lookup tables
+// at batch 1 and hi terms only in the wide GEMM (33-64 rows): they match the CPU reference, and
+// give the same bits as the general paths, which the same matrix takes when its codebook carries
+// one more value, which neither fp16 nor bf16 can hold and no code uses.
+TEST(CudaKernels, ExactCodebooksGiveTheSameBitsAsTheGeneralPaths) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(14);
   const std::vector<testing::TestMatrix> matrices = {
@@ -220,20 +221,24 @@ TEST(CudaKernels, Fp16CodebooksGiveTheSameBitsAsFp32Tables) {
     auto half = DeviceMatrix::Upload(*tiled);
     ASSERT_TRUE(half.ok()) << half.status().ToString();
     ExpectGemmMatches(*q, *half, 1, rng);
+    ExpectGemmMatches(*q, *half, 64, rng);
     // Never indexed: it sits past the 2^code_bits values the codes can reach, or in e2m1's unused
     // 16th slot.
     tiled->codebook.push_back(0.1f);
     auto full = DeviceMatrix::Upload(*tiled);
     ASSERT_TRUE(full.ok()) << full.status().ToString();
-    std::vector<uint16_t> x(static_cast<size_t>(tm.cols));
+    std::vector<uint16_t> x(static_cast<size_t>(40 * tm.cols));
     std::normal_distribution<float> normal(0.0f, 1.0f);
     for (auto& v : x) v = Bf16FromFloat(normal(rng));
     DeviceBuffer<uint16_t> dx(x.size());
     dx.Upload(x);
-    DeviceBuffer<float> y_half(static_cast<size_t>(tm.rows)), y_full(static_cast<size_t>(tm.rows));
-    ASSERT_TRUE(half->Gemm(dx.p, tm.cols, 1, y_half.p, tm.rows).ok());
-    ASSERT_TRUE(full->Gemm(dx.p, tm.cols, 1, y_full.p, tm.rows).ok());
-    EXPECT_EQ(y_half.Download(), y_full.Download());
+    for (int batch : {1, 40}) {
+      SCOPED_TRACE(batch);
+      DeviceBuffer<float> y_half(static_cast<size_t>(batch * tm.rows)), y_full(static_cast<size_t>(batch * tm.rows));
+      ASSERT_TRUE(half->Gemm(dx.p, tm.cols, batch, y_half.p, tm.rows).ok());
+      ASSERT_TRUE(full->Gemm(dx.p, tm.cols, batch, y_full.p, tm.rows).ok());
+      EXPECT_EQ(y_half.Download(), y_full.Download());
+    }
   }
 }
 
