@@ -291,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           for (int i = 0; i < 4; ++i) {
             const uint32_t address = TensorTermsAddress<BITS>(w[r], 4 * s + i, terms_base);
             if constexpr (LO) LoadTerms(address, hi[r][i], lo[r][i]);
-            else asm volatile("ld.shared.b32 %0, [%1];" : "=r"(hi[r][i]) : "r"(address));
+            else LoadHiTerm(address, hi[r][i]);
           }
         // All hi-term mmas, then all lo-term ones: an accumulator's two mmas are far apart.
 #pragma unroll

@@ -85,8 +85,10 @@ __device__ __forceinline__ void LoadScalePair(const uint8_t* __restrict__ s, int
   }
 }
 // B: activation rows the kernel is built for (batch <= B; the rest are zeros and not written);
-// ST: the scale storage (GpuScale); HALF: fp16 table entries (Lookup).
-template <int BITS, int B, int ST, bool HALF>
+// ST: the scale storage (GpuScale); HALF: fp16 table entries (Lookup); LO (tensor cores): the lo
+// terms go through their own mmas (without: codebooks that are exactly bf16, whose lo terms are
+// all zero).
+template <int BITS, int B, int ST, bool HALF, bool LO = true>
 __global__ void __launch_bounds__(kThreads, 1)
     GemvKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
                int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy) {
@@ -383,12 +385,16 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t hi[4], lo[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        if constexpr (TC) LoadTerms(TensorTermsAddress<BITS>(ring[r], 4 * s + i, table_address | copy), hi[i], lo[i]);
+        if constexpr (TC) {
+          const uint32_t address = TensorTermsAddress<BITS>(ring[r], 4 * s + i, table_address | copy);
+          if constexpr (LO) LoadTerms(address, hi[i], lo[i]);
+          else LoadHiTerm(address, hi[i]);
+        }
       }
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
         Mma(part[nt], hi, xb[s][nt][0], xb[s][nt][1]);
-        Mma(part[nt], lo, xb[s][nt][0], xb[s][nt][1]);
+        if constexpr (LO) Mma(part[nt], lo, xb[s][nt][0], xb[s][nt][1]);
       }
     }
   };
@@ -433,11 +439,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   OWF_TRACE(3);
 }
 
-template <int BITS, int B, int ST, bool HALF>
+template <int BITS, int B, int ST, bool HALF, bool LO = true>
 Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
               int64_t ldy, cudaStream_t stream) {
   const int bytes = static_cast<int>(SharedBytes(BITS, B, a.col_tiles));
-  const auto kernel = GemvKernel<BITS, B, ST, HALF>;
+  const auto kernel = GemvKernel<BITS, B, ST, HALF, LO>;
   // Once per kernel: allow all the dynamic shared memory the device offers (GemvKernelRows checked
   // this launch's need against it), rather than a driver call per product.
   static const Status allowed = AllowAllSharedMemory(kernel);
@@ -446,16 +452,16 @@ Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, i
   return LaunchAfterPrevious(kernel, ws.blocks, kThreads, bytes, stream, a, ws, x, ldx, x_aligned16, batch, y, ldy);
 }
 
-template <int BITS, int B, bool HALF>
+template <int BITS, int B, bool HALF, bool LO = true>
 Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                    int64_t ldy, cudaStream_t stream) {
   constexpr int kBf16 = static_cast<int>(GpuScale::kBf16), kFp32 = static_cast<int>(GpuScale::kFp32);
   switch (static_cast<GpuScale>(a.scale_type)) {
-    case GpuScale::kBf16: return Launch<BITS, B, kBf16, HALF>(a, ws, x, ldx, batch, y, ldy, stream);
-    case GpuScale::kFp32: return Launch<BITS, B, kFp32, HALF>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kBf16: return Launch<BITS, B, kBf16, HALF, LO>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kFp32: return Launch<BITS, B, kFp32, HALF, LO>(a, ws, x, ldx, batch, y, ldy, stream);
     case GpuScale::kNone: break;
   }
-  return Launch<BITS, B, static_cast<int>(GpuScale::kNone), HALF>(a, ws, x, ldx, batch, y, ldy, stream);
+  return Launch<BITS, B, static_cast<int>(GpuScale::kNone), HALF, LO>(a, ws, x, ldx, batch, y, ldy, stream);
 }
 
 template <int BITS>
@@ -468,6 +474,10 @@ Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
     case 1: return LaunchScale<BITS, 1, false>(a, ws, x, ldx, batch, y, ldy, stream);
     case 2: return LaunchScale<BITS, 2, false>(a, ws, x, ldx, batch, y, ldy, stream);
     case 4: return LaunchScale<BITS, 4, false>(a, ws, x, ldx, batch, y, ldy, stream);
+  }
+  if constexpr (BITS >= 3 && BITS <= kMaxTensorBits) {  // hi terms only: 3- and 4-bit grids (int4, e2m1, int3)
+    if (a.book_bf16 && kernel_rows == 8) return LaunchScale<BITS, 8, false, false>(a, ws, x, ldx, batch, y, ldy, stream);
+    if (a.book_bf16) return LaunchScale<BITS, 16, false, false>(a, ws, x, ldx, batch, y, ldy, stream);
   }
   if constexpr (BITS <= kMaxTensorBits) {
     if (kernel_rows == 8) return LaunchScale<BITS, 8, false>(a, ws, x, ldx, batch, y, ldy, stream);

@@ -73,6 +73,10 @@ __device__ __forceinline__ uint32_t TensorTermsAddress(const uint32_t (&w)[BITS]
 __device__ __forceinline__ void LoadTerms(uint32_t address, uint32_t& hi, uint32_t& lo) {
   asm volatile("ld.shared.b32 %0, [%2];\n\tld.shared.b32 %1, [%2+128];" : "=r"(hi), "=r"(lo) : "r"(address));
 }
+// The hi term alone (codebooks that are exactly bf16: every lo term is zero).
+__device__ __forceinline__ void LoadHiTerm(uint32_t address, uint32_t& hi) {
+  asm volatile("ld.shared.b32 %0, [%1];" : "=r"(hi) : "r"(address));
+}
 
 // Fills the table (Lookup<BITS, TENSOR, HALF>::kBytes at `table`, 16-byte stores by threads
 // `thread` of `threads`) from book[], the codebook as fp32 bits, as fp16 bits (HALF), or as each
