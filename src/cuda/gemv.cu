@@ -64,6 +64,16 @@ constexpr bool OnTensorCores(int kernel_rows) { return kernel_rows >= 8; }
 // tile, which a lane holds in registers (shared-memory bandwidth is the tightest resource).
 constexpr int RowTilesPerStep(int kernel_rows) { return kernel_rows == 1 || kernel_rows == 8 ? 4 : 2; }
 
+// Scaling blocks per 64-column tile as the kernels see them: 1 without scales, with one block
+// across or blocks of 64 * 2^k columns (ScaleColumnShift); 2 or 4 for blocks of 32 or 16 columns;
+// 0 for other widths (the split-K GEMM takes those).
+constexpr int kNarrowBlockBits = 4;  // the code width the narrow-block kernels are built for
+int ScalesPerTile(const MatrixArgs& a) {
+  if (a.scale_type == static_cast<int>(GpuScale::kNone) || a.blocks_across == 1) return 1;
+  if (a.block_cols == 32 || a.block_cols == 16) return kTileCols / static_cast<int>(a.block_cols);
+  return a.block_cols >= kTileCols && (a.block_cols & (a.block_cols - 1)) == 0 ? 1 : 0;
+}
+
 // Dynamic shared memory of a launch: the lookup table, then (CUDA cores) the activations as fp32.
 // On tensor cores the table starts at a shared-memory address that is a multiple of 65536, so
 // that one byte permute gives a lookup's whole address (TensorTermsAddress): up to 64 KB of
@@ -87,8 +97,9 @@ __device__ __forceinline__ void LoadScalePair(const uint8_t* __restrict__ s, int
 // B: activation rows the kernel is built for (batch <= B; the rest are zeros and not written);
 // ST: the scale storage (GpuScale); HALF: fp16 table entries (Lookup); LO (tensor cores): the lo
 // terms go through their own mmas (without: codebooks that are exactly bf16, whose lo terms are
-// all zero).
-template <int BITS, int B, int ST, bool HALF, bool LO = true>
+// all zero); SPT (CUDA cores): scaling blocks per 64-column tile, 1, or 2 or 4 for blocks of 32 or
+// 16 columns (tiles in mma column order, TileColumn: k-steps 2q, 2q + 1 or k-step q in block q).
+template <int BITS, int B, int ST, bool HALF, bool LO = true, int SPT = 1>
 __global__ void __launch_bounds__(kThreads, 1)
     GemvKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
                int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy) {
@@ -141,7 +152,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   // Loads tile r of the step at the load cursor into ring slot r; next_step() moves the cursor on.
-  uint32_t ring[R][BITS], ring_scale[R][2];
+  static_assert(SPT == 1 || !TC, "blocks narrower than a tile are for the CUDA-core kernels");
+  const int last_block_column = static_cast<int>(a.blocks_across) - 1;
+  uint32_t ring[R][BITS], ring_scale[R][SPT][2];
   auto load_tile = [&](int r) {
     if constexpr (BITS == 4) {
       const uint4 v = LoadStreaming16(group_codes[r] + lj * (32 * BITS));
@@ -149,7 +162,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     } else {
       LoadLaneWords<BITS>(group_codes[r] + lj * (32 * BITS), ring[r]);
     }
-    LoadScalePair<ST>(a.scales, scale_pairs[r] + 8 * (lj >> ws.col_shift), ring_scale[r]);
+    if constexpr (SPT == 1) {
+      LoadScalePair<ST>(a.scales, scale_pairs[r] + 8 * (lj >> ws.col_shift), ring_scale[r][0]);
+    } else {  // the last tile's later blocks may lie past the matrix: its activations there are 0
+#pragma unroll
+      for (int q = 0; q < SPT; ++q)
+        LoadScalePair<ST>(a.scales, scale_pairs[r] + 8 * min(lj * SPT + q, last_block_column), ring_scale[r][q]);
+    }
   };
   // Tensor cores: the B fragments of the load cursor's column tile. In lane runs (TileColumn) a
   // lane's are the 16 columns 16 t .. 16 t + 15 of activation row nt * 8 + g: two 16-byte loads
@@ -331,14 +350,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   int grp = m0 / C, j = m0 - grp * C;
   // CUDA cores: tile r of the step times this column tile's activations (4 per k-step per
-  // activation row, in registers), fp32 FMAs; the tile's sums per row (g, g + 8) and activation row.
-  auto tile_on_cuda_cores = [&](int r, const float4 (&xv)[4][B], float (&part)[2][B]) {
-    // Two independent partial sums per row (even and odd k-steps) keep the FMA chains short.
-    float sums2[2][2][B];
+  // activation row, in registers), fp32 FMAs; the tile's sums per scaling block, row (g, g + 8)
+  // and activation row.
+  constexpr int kChains = SPT == 4 ? 4 : 2;
+  auto tile_on_cuda_cores = [&](int r, const float4 (&xv)[4][B], float (&part)[SPT][2][B]) {
+    // Independent partial sums per row keep the FMA chains short: even and odd k-steps in one
+    // block per tile, else one per block (k-steps 0-1 and 2-3, or each k-step).
+    float sums2[2][kChains][B];
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int c = 0; c < 2; ++c)
+      for (int c = 0; c < kChains; ++c)
 #pragma unroll
         for (int b = 0; b < B; ++b) sums2[h][c][b] = 0.0f;
 #pragma unroll
@@ -365,14 +387,22 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int b = 0; b < B; ++b) {
           const float4& xb = xv[s][b];
           const float xval = xi == 0 ? xb.x : xi == 1 ? xb.y : xi == 2 ? xb.z : xb.w;
-          sums2[h][s & 1][b] = fmaf(v[k], xval, sums2[h][s & 1][b]);
+          const int c = SPT == 1 ? s & 1 : SPT == 2 ? s >> 1 : s;
+          sums2[h][c][b] = fmaf(v[k], xval, sums2[h][c][b]);
         }
       }
     }
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int b = 0; b < B; ++b) part[h][b] = sums2[h][0][b] + sums2[h][1][b];
+      for (int b = 0; b < B; ++b) {
+        if constexpr (SPT == 1) {
+          part[0][h][b] = sums2[h][0][b] + sums2[h][1][b];
+        } else {
+#pragma unroll
+          for (int q = 0; q < SPT; ++q) part[q][h][b] = sums2[h][q][b];
+        }
+      }
   };
   // Tensor cores: tile r of the step, its pairs' hi and lo terms each through an mma per n-tile.
   auto tile_on_tensor_cores = [&](int r, const uint32_t (&xb)[TC ? 4 : 1][NT][2], float (&part)[NT][4]) {
@@ -411,16 +441,26 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      float part[TC ? NT : 2][TC ? 4 : B];
-      if constexpr (TC) tile_on_tensor_cores(r, x_frag, part);
-      else tile_on_cuda_cores(r, xv, part);
-      const float s0 = ScaleValue<ST>(ring_scale[r], 0), s1 = ScaleValue<ST>(ring_scale[r], 1);
-      if (more) load_tile(r);
+      if constexpr (TC) {
+        float part[NT][4];
+        tile_on_tensor_cores(r, x_frag, part);
+        const float s0 = ScaleValue<ST>(ring_scale[r][0], 0), s1 = ScaleValue<ST>(ring_scale[r][0], 1);
+        if (more) load_tile(r);
 #pragma unroll
-      for (int k = 0; k < kSums; ++k) {
-        const int h = TC ? (k & 3) >> 1 : k / B;
-        const float v = TC ? part[k >> 2][k & 3] : part[h][k % B];
-        acc[r][k] = fmaf(h == 0 ? s0 : s1, v, acc[r][k]);
+        for (int k = 0; k < kSums; ++k) acc[r][k] = fmaf((k & 3) >> 1 == 0 ? s0 : s1, part[k >> 2][k & 3], acc[r][k]);
+      } else {
+        float part[SPT][2][B], scale[SPT][2];
+        tile_on_cuda_cores(r, xv, part);
+#pragma unroll
+        for (int q = 0; q < SPT; ++q) scale[q][0] = ScaleValue<ST>(ring_scale[r][q], 0), scale[q][1] = ScaleValue<ST>(ring_scale[r][q], 1);
+        if (more) load_tile(r);
+#pragma unroll
+        for (int k = 0; k < kSums; ++k) {
+          float v = acc[r][k];
+#pragma unroll
+          for (int q = 0; q < SPT; ++q) v = fmaf(scale[q][k / B], part[q][k / B][k % B], v);
+          acc[r][k] = v;
+        }
       }
     }
     if (more) {
@@ -439,11 +479,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   OWF_TRACE(3);
 }
 
-template <int BITS, int B, int ST, bool HALF, bool LO = true>
+template <int BITS, int B, int ST, bool HALF, bool LO = true, int SPT = 1>
 Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
               int64_t ldy, cudaStream_t stream) {
   const int bytes = static_cast<int>(SharedBytes(BITS, B, a.col_tiles));
-  const auto kernel = GemvKernel<BITS, B, ST, HALF, LO>;
+  const auto kernel = GemvKernel<BITS, B, ST, HALF, LO, SPT>;
   // Once per kernel: allow all the dynamic shared memory the device offers (GemvKernelRows checked
   // this launch's need against it), rather than a driver call per product.
   static const Status allowed = AllowAllSharedMemory(kernel);
@@ -452,21 +492,41 @@ Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, i
   return LaunchAfterPrevious(kernel, ws.blocks, kThreads, bytes, stream, a, ws, x, ldx, x_aligned16, batch, y, ldy);
 }
 
-template <int BITS, int B, bool HALF, bool LO = true>
+template <int BITS, int B, bool HALF, bool LO = true, int SPT = 1>
 Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                    int64_t ldy, cudaStream_t stream) {
   constexpr int kBf16 = static_cast<int>(GpuScale::kBf16), kFp32 = static_cast<int>(GpuScale::kFp32);
   switch (static_cast<GpuScale>(a.scale_type)) {
-    case GpuScale::kBf16: return Launch<BITS, B, kBf16, HALF, LO>(a, ws, x, ldx, batch, y, ldy, stream);
-    case GpuScale::kFp32: return Launch<BITS, B, kFp32, HALF, LO>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kBf16: return Launch<BITS, B, kBf16, HALF, LO, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kFp32: return Launch<BITS, B, kFp32, HALF, LO, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
     case GpuScale::kNone: break;
   }
-  return Launch<BITS, B, static_cast<int>(GpuScale::kNone), HALF, LO>(a, ws, x, ldx, batch, y, ldy, stream);
+  if constexpr (SPT == 1) return Launch<BITS, B, static_cast<int>(GpuScale::kNone), HALF, LO>(a, ws, x, ldx, batch, y, ldy, stream);
+  return InvalidArgument("scaling blocks narrower than a tile need scales");
+}
+
+// Blocks of 32 or 16 columns (2 or 4 per tile: MX- and NV-style formats), at 1-2 rows and with
+// 4-bit codes only (GemvKernelRows), on the CUDA-core kernels.
+template <int BITS>
+Status LaunchNarrowBlocks(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
+                          int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
+  if constexpr (BITS == kNarrowBlockBits) {
+    const auto launch = [&](auto spt) -> Status {
+      constexpr int kSpt = decltype(spt)::value;
+      if (kernel_rows == 1 && a.book_half) return LaunchScale<BITS, 1, true, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
+      if (kernel_rows == 1) return LaunchScale<BITS, 1, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
+      return LaunchScale<BITS, 2, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
+    };
+    if (ScalesPerTile(a) == 2) return launch(std::integral_constant<int, 2>{});
+    return launch(std::integral_constant<int, 4>{});
+  }
+  return InvalidArgument("the small-batch kernels take blocks narrower than a tile only with 4-bit codes");
 }
 
 template <int BITS>
 Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                   int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
+  if (ScalesPerTile(a) > 1) return LaunchNarrowBlocks<BITS>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
   if constexpr (LookupGroup(BITS, false) == 2) {  // fp16 pair tables at batch 1
     if (kernel_rows == 1 && a.book_half) return LaunchScale<BITS, 1, true>(a, ws, x, ldx, batch, y, ldy, stream);
   }
@@ -520,20 +580,20 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
 int GemvKernelRows(const MatrixArgs& a, int batch) {
   static_assert(KernelRows(1) == 1 && KernelRows(2) == 2 && KernelRows(3) == 4 && KernelRows(5) == 8 &&
                 KernelRows(16) == 16 && kGemvMaxBatch == 16);
-  if (batch < 1 || batch > kGemvMaxBatch || !a.lane_runs) return 0;  // activation loads assume lane runs
+  if (batch < 1 || batch > kGemvMaxBatch) return 0;
   // 32-bit tile, word and scale indices.
   if ((a.row_tiles + 3) * a.col_tiles * 32 * a.code_bits >= (int64_t{1} << 31) || a.rows * a.blocks_across >= (int64_t{1} << 31))
     return 0;
-  // One scale per row per 64-column tile: blocks 64 * 2^k columns wide, one block across, or no
-  // scales.
-  const auto power_of_two = [](int64_t v) { return v > 0 && (v & (v - 1)) == 0; };
-  if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1 &&
-      (a.block_cols < kTileCols || !power_of_two(a.block_cols)))
-    return 0;
+  // One scale per row per 64-column tile (blocks 64 * 2^k columns wide, one block across, or no
+  // scales) with lane runs (the tensor-core kernels' activation loads assume them); or, at 1-2 rows
+  // of 4-bit codes, blocks of 32 or 16 columns (MX- and NV-style formats: 2 or 4 per tile, in mma
+  // column order).
+  const int spt = ScalesPerTile(a);
+  if (spt == 0 || (spt == 1 && !a.lane_runs) || (spt > 1 && (a.code_bits != kNarrowBlockBits || batch > 2))) return 0;
   const auto max_bytes = MaxSharedBytes();
   if (!max_bytes.ok()) return 0;
   const auto fits = [&](int rows) {
-    return (!OnTensorCores(rows) || a.code_bits <= kMaxTensorBits) &&
+    return (!OnTensorCores(rows) || (a.code_bits <= kMaxTensorBits && spt == 1)) &&
            SharedBytes(a.code_bits, rows, a.col_tiles) <= *max_bytes - kStaticSharedBytes;
   };
   // Batches 3-4 run faster on the 8-row tensor-core kernel than on CUDA cores (28672x8192: 52

@@ -158,6 +158,12 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
       {"crd6(normal)@256:absmax:fp32", 130, 2304},
       {"crd4(t,df=5)@4x64:absmax", 202, 1536},  // 2-D blocks: each row holds its block's scale
       {"int4@64:absmax", 90, 16384},  // fp16 tables; at batch 1 64 KB of activations beside the table
+      // Blocks of 32 and 16 columns (2 and 4 per tile; batches 1-2 on CUDA cores, the rest on the
+      // GEMM), including a last tile whose later blocks lie past the matrix (990 and 1000 columns).
+      {"e2m1@32:absmax:e8m0+outliers(0.01)", 1000, 4096},
+      {"crd4(t,df=5)@32:absmax", 300, 990},
+      {"int4@16:absmax:fp16", 200, 1000},
+      {"crd4(t,df=5)@4x32:absmax", 202, 1536},
   };
   for (const auto& tm : matrices) {
     SCOPED_TRACE(tm.spec);
