@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <random>
 
 #include "owf/core/numeric.h"
@@ -106,6 +107,21 @@ void ExpectGemmMatches(const QuantisedTensor& q, const DeviceMatrix& d, int batc
   }
 }
 
+// ExpectGemmMatches for each matrix (quantised and uploaded) at each batch; with
+// alternate_alignment every other batch reads activations that are only 4-byte aligned.
+void ExpectGemmsMatch(const std::vector<testing::TestMatrix>& matrices, std::initializer_list<int> batches,
+                      std::mt19937& rng, bool alternate_alignment = false) {
+  for (const auto& tm : matrices) {
+    SCOPED_TRACE(tm.spec);
+    auto q = Quantise(tm);
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    auto d = UploadQuantised(*q);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    int k = 0;
+    for (int batch : batches) ExpectGemmMatches(*q, *d, batch, rng, alternate_alignment ? 2 * (k++ % 2) : 0);
+  }
+}
+
 // Every batch size class (1-2: CUDA cores; more: tensor cores, or CUDA cores for 3-4 rows of 5-6
 // bit codes) on awkward shapes and strides.
 TEST(CudaKernels, GemmMatchesTheCpuReference) {
@@ -165,14 +181,7 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
       {"int4@16:absmax:fp16", 200, 1000},
       {"crd4(t,df=5)@4x32:absmax", 202, 1536},
   };
-  for (const auto& tm : matrices) {
-    SCOPED_TRACE(tm.spec);
-    auto q = Quantise(tm);
-    ASSERT_TRUE(q.ok()) << q.status().ToString();
-    auto d = UploadQuantised(*q);
-    ASSERT_TRUE(d.ok()) << d.status().ToString();
-    for (int batch : {1, 2, 4, 8, 16}) ExpectGemmMatches(*q, *d, batch, rng);
-  }
+  ExpectGemmsMatch(matrices, {1, 2, 4, 8, 16}, rng);
 }
 
 // Batches 17-64 on the wide GEMM (codes of at most 4 bits, tiles the small-batch kernels take;
@@ -195,15 +204,7 @@ TEST(CudaKernels, WideGemmMatchesTheCpuReference) {
       {"int3@128:absmax:fp32", 8195, 448},
       {"int2@64:absmax", 9000, 192},
   };
-  for (const auto& tm : matrices) {
-    SCOPED_TRACE(tm.spec);
-    auto q = Quantise(tm);
-    ASSERT_TRUE(q.ok()) << q.status().ToString();
-    auto d = UploadQuantised(*q);
-    ASSERT_TRUE(d.ok()) << d.status().ToString();
-    int k = 0;
-    for (int batch : {17, 24, 32, 40, 64}) ExpectGemmMatches(*q, *d, batch, rng, 2 * (k++ % 2));
-  }
+  ExpectGemmsMatch(matrices, {17, 24, 32, 40, 64}, rng, /*alternate_alignment=*/true);
 }
 
 // Codebooks whose values are all exactly fp16 and bf16 (int4, int3, e2m1) take fp16 lookup tables
