@@ -354,7 +354,8 @@ Status LaunchTerms(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 
 int GemmWideRows(const MatrixArgs& a, int batch) {
   if (batch <= kGemvMaxBatch || batch > 64 || a.code_bits > kMaxTensorBits) return 0;
-  if (GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;  // the tile geometry the GEMVs take
+  // The tile geometry the GEMVs take, with one scale per row per tile (lane runs).
+  if (!a.lane_runs || GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;
   const int rows = batch <= 32 ? 32 : 64;
   // At 17-32 rows two 16-row GEMVs (weights read twice) beat this kernel on matrices of fewer than
   // 8192 rows (4096x4096: 26 against 30 us; 4096x14336: 47 against 48 us; README).

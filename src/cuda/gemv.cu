@@ -97,8 +97,8 @@ __device__ __forceinline__ void LoadScalePair(const uint8_t* __restrict__ s, int
 // B: activation rows the kernel is built for (batch <= B; the rest are zeros and not written);
 // ST: the scale storage (GpuScale); HALF: fp16 table entries (Lookup); LO (tensor cores): the lo
 // terms go through their own mmas (without: codebooks that are exactly bf16, whose lo terms are
-// all zero); SPT (CUDA cores): scaling blocks per 64-column tile, 1, or 2 or 4 for blocks of 32 or
-// 16 columns (tiles in mma column order, TileColumn: k-steps 2q, 2q + 1 or k-step q in block q).
+// all zero); SPT: scaling blocks per 64-column tile, 1, or 2 or 4 for blocks of 32 or 16 columns
+// (tiles in mma column order, TileColumn: k-steps 2q, 2q + 1 or k-step q in block q).
 template <int BITS, int B, int ST, bool HALF, bool LO = true, int SPT = 1>
 __global__ void __launch_bounds__(kThreads, 1)
     GemvKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
@@ -152,7 +152,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   // Loads tile r of the step at the load cursor into ring slot r; next_step() moves the cursor on.
-  static_assert(SPT == 1 || !TC, "blocks narrower than a tile are for the CUDA-core kernels");
   const int last_block_column = static_cast<int>(a.blocks_across) - 1;
   uint32_t ring[R][BITS], ring_scale[R][SPT][2];
   auto load_tile = [&](int r) {
@@ -170,29 +169,31 @@ __global__ void __launch_bounds__(kThreads, 1)
         LoadScalePair<ST>(a.scales, scale_pairs[r] + 8 * min(lj * SPT + q, last_block_column), ring_scale[r][q]);
     }
   };
-  // Tensor cores: the B fragments of the load cursor's column tile. In lane runs (TileColumn) a
-  // lane's are the 16 columns 16 t .. 16 t + 15 of activation row nt * 8 + g: two 16-byte loads
-  // where the rows are 16-byte aligned and the tile is whole, else pair by pair (zeros past the
-  // batch and the matrix).
+  // Tensor cores: the B fragments of the load cursor's column tile, from activation row nt * 8 + g.
+  // In lane runs (TileColumn) a lane's are the 16 columns 16 t .. 16 t + 15: two 16-byte loads
+  // where the rows are 16-byte aligned and the tile is whole; else (and in mma column order, SPT >
+  // 1) pair by pair, zeros past the batch and the matrix.
   const uint16_t* x_lane[NT];
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt) x_lane[nt] = nt * 8 + g < batch ? x + (nt * 8 + g) * ldx + 16 * t : nullptr;
+  for (int nt = 0; nt < NT; ++nt) x_lane[nt] = nt * 8 + g < batch ? x + (nt * 8 + g) * ldx : nullptr;
   uint32_t x_frag[TC ? 4 : 1][NT][2];  // the current step's, then the next one's
   auto load_fragments = [&]() {
     if constexpr (TC) {
-      const bool fast = x_aligned16 && (lj + 1) * kTileCols <= a.cols;
+      const bool fast = SPT == 1 && x_aligned16 && (lj + 1) * kTileCols <= a.cols;
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
         const uint16_t* p = x_lane[nt] ? x_lane[nt] + lj * kTileCols : nullptr;
         if (p && fast) {
-          const uint4 u = __ldg(reinterpret_cast<const uint4*>(p)), v = __ldg(reinterpret_cast<const uint4*>(p) + 1);
+          const uint4 u = __ldg(reinterpret_cast<const uint4*>(p + 16 * t)), v = __ldg(reinterpret_cast<const uint4*>(p + 16 * t) + 1);
           x_frag[0][nt][0] = u.x, x_frag[0][nt][1] = u.y, x_frag[1][nt][0] = u.z, x_frag[1][nt][1] = u.w;
           x_frag[2][nt][0] = v.x, x_frag[2][nt][1] = v.y, x_frag[3][nt][0] = v.z, x_frag[3][nt][1] = v.w;
         } else {
 #pragma unroll
-          for (int k = 0; k < 8; ++k)  // cols is even: a pair is in the matrix or past it
-            x_frag[k / 2][nt][k % 2] = p && lj * kTileCols + 16 * t + 2 * k < a.cols
-                                           ? __ldg(reinterpret_cast<const uint32_t*>(p) + k) : 0u;
+          for (int k = 0; k < 8; ++k) {  // cols is even: a pair is in the matrix or past it
+            const int c = FragmentColumn(SPT == 1, t, k / 2, k % 2);
+            x_frag[k / 2][nt][k % 2] =
+                p && lj * kTileCols + c < a.cols ? __ldg(reinterpret_cast<const uint32_t*>(p + c)) : 0u;
+          }
         }
       }
     }
@@ -404,12 +405,15 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
   };
-  // Tensor cores: tile r of the step, its pairs' hi and lo terms each through an mma per n-tile.
-  auto tile_on_tensor_cores = [&](int r, const uint32_t (&xb)[TC ? 4 : 1][NT][2], float (&part)[NT][4]) {
+  // Tensor cores: tile r of the step, its pairs' hi and lo terms each through an mma per n-tile;
+  // the sums per scaling block.
+  auto tile_on_tensor_cores = [&](int r, const uint32_t (&xb)[TC ? 4 : 1][NT][2], float (&part)[SPT][NT][4]) {
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
+    for (int q = 0; q < SPT; ++q)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) part[nt][i] = 0.0f;
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) part[q][nt][i] = 0.0f;
 #pragma unroll
     for (int s = 0; s < (TC ? 4 : 0); ++s) {
       uint32_t hi[4], lo[4];
@@ -421,10 +425,11 @@ __global__ void __launch_bounds__(kThreads, 1)
           else LoadHiTerm(address, hi[i]);
         }
       }
+      const int q = SPT == 1 ? 0 : SPT == 2 ? s >> 1 : s;  // the k-step's scaling block
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
-        Mma(part[nt], hi, xb[s][nt][0], xb[s][nt][1]);
-        if constexpr (LO) Mma(part[nt], lo, xb[s][nt][0], xb[s][nt][1]);
+        Mma(part[q][nt], hi, xb[s][nt][0], xb[s][nt][1]);
+        if constexpr (LO) Mma(part[q][nt], lo, xb[s][nt][0], xb[s][nt][1]);
       }
     }
   };
@@ -442,12 +447,18 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       if constexpr (TC) {
-        float part[NT][4];
+        float part[SPT][NT][4], scale[SPT][2];
         tile_on_tensor_cores(r, x_frag, part);
-        const float s0 = ScaleValue<ST>(ring_scale[r][0], 0), s1 = ScaleValue<ST>(ring_scale[r][0], 1);
+#pragma unroll
+        for (int q = 0; q < SPT; ++q) scale[q][0] = ScaleValue<ST>(ring_scale[r][q], 0), scale[q][1] = ScaleValue<ST>(ring_scale[r][q], 1);
         if (more) load_tile(r);
 #pragma unroll
-        for (int k = 0; k < kSums; ++k) acc[r][k] = fmaf((k & 3) >> 1 == 0 ? s0 : s1, part[k >> 2][k & 3], acc[r][k]);
+        for (int k = 0; k < kSums; ++k) {
+          float v = acc[r][k];
+#pragma unroll
+          for (int q = 0; q < SPT; ++q) v = fmaf(scale[q][(k & 3) >> 1], part[q][k >> 2][k & 3], v);
+          acc[r][k] = v;
+        }
       } else {
         float part[SPT][2][B], scale[SPT][2];
         tile_on_cuda_cores(r, xv, part);
@@ -505,8 +516,8 @@ Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
   return InvalidArgument("scaling blocks narrower than a tile need scales");
 }
 
-// Blocks of 32 or 16 columns (2 or 4 per tile: MX- and NV-style formats), at 1-2 rows and with
-// 4-bit codes only (GemvKernelRows), on the CUDA-core kernels.
+// Blocks of 32 or 16 columns (2 or 4 per tile: MX- and NV-style formats), with 4-bit codes only
+// (GemvKernelRows): the CUDA-core kernels at 1-2 rows, the tensor-core ones at 3-16.
 template <int BITS>
 Status LaunchNarrowBlocks(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                           int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
@@ -515,7 +526,11 @@ Status LaunchNarrowBlocks(const MatrixArgs& a, const GemvWorkspace& ws, const ui
       constexpr int kSpt = decltype(spt)::value;
       if (kernel_rows == 1 && a.book_half) return LaunchScale<BITS, 1, true, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
       if (kernel_rows == 1) return LaunchScale<BITS, 1, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
-      return LaunchScale<BITS, 2, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
+      if (kernel_rows == 2) return LaunchScale<BITS, 2, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
+      if (kernel_rows == 8 && a.book_bf16) return LaunchScale<BITS, 8, false, false, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
+      if (kernel_rows == 8) return LaunchScale<BITS, 8, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
+      if (a.book_bf16) return LaunchScale<BITS, 16, false, false, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
+      return LaunchScale<BITS, 16, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
     };
     if (ScalesPerTile(a) == 2) return launch(std::integral_constant<int, 2>{});
     return launch(std::integral_constant<int, 4>{});
@@ -585,15 +600,14 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
   if ((a.row_tiles + 3) * a.col_tiles * 32 * a.code_bits >= (int64_t{1} << 31) || a.rows * a.blocks_across >= (int64_t{1} << 31))
     return 0;
   // One scale per row per 64-column tile (blocks 64 * 2^k columns wide, one block across, or no
-  // scales) with lane runs (the tensor-core kernels' activation loads assume them); or, at 1-2 rows
-  // of 4-bit codes, blocks of 32 or 16 columns (MX- and NV-style formats: 2 or 4 per tile, in mma
-  // column order).
+  // scales) with lane runs; or, with 4-bit codes, blocks of 32 or 16 columns (MX- and NV-style
+  // formats: 2 or 4 per tile, in mma column order) on the kernels of 1, 2, 8 and 16 rows.
   const int spt = ScalesPerTile(a);
-  if (spt == 0 || (spt == 1 && !a.lane_runs) || (spt > 1 && (a.code_bits != kNarrowBlockBits || batch > 2))) return 0;
+  if (spt == 0 || (spt == 1 && !a.lane_runs) || (spt > 1 && a.code_bits != kNarrowBlockBits)) return 0;
   const auto max_bytes = MaxSharedBytes();
   if (!max_bytes.ok()) return 0;
   const auto fits = [&](int rows) {
-    return (!OnTensorCores(rows) || (a.code_bits <= kMaxTensorBits && spt == 1)) &&
+    return (!OnTensorCores(rows) || a.code_bits <= kMaxTensorBits) && (spt == 1 || rows != 4) &&
            SharedBytes(a.code_bits, rows, a.col_tiles) <= *max_bytes - kStaticSharedBytes;
   };
   // Batches 3-4 run faster on the 8-row tensor-core kernel than on CUDA cores (28672x8192: 52
