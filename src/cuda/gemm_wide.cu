@@ -4,13 +4,14 @@
 // At 32-64 rows the small-batch kernels' design stops working: a warp that loads its own B
 // fragments reads 8-16 times more activation bytes than code bytes, and running 16-row chunks
 // reads the weights once per chunk. Here a block of 8 warps takes a step of 16 row tiles (2 per
-// warp) by one column tile, and stages the step's codes, scales and activations into shared memory
+// warp; at 32 rows 32, 4 per warp) by one column tile, and stages the step's codes, scales and activations into shared memory
 // with cp.async, 4 steps deep, so that each column tile's activations are read from global memory
 // once per block and shared by its 8 warps. A lane then turns a pair of its codes into the hi and
 // lo bf16 terms of the pair's mma A-fragment registers with one byte permute and two
 // shared-memory loads from its own copy of the tensor-core pair table (lookup.cuh), and both go
 // through m16n8k16 mmas against 4 or 8 n-tiles of activations, loaded 16 bytes at a time from
-// rows padded to 144 bytes (no bank conflicts).
+// rows padded to 144 bytes (no bank conflicts). Codebooks that are exactly bf16 skip the lo terms.
+// At 64 rows the kernel is bound by mma issue with 8 warps per SM (README), not by bytes.
 //
 // Work split as in gemv.cu, by blocks: the steps (row blocks of 16 row tiles x column tiles, row
 // block major) are cut into equal contiguous ranges, one per block of a one-block-per-SM grid.
