@@ -174,7 +174,6 @@ __device__ __forceinline__ int WarpOf(int n, int tiles, int warps) {
   return static_cast<int>((static_cast<int64_t>(n + 1) * warps - 1) / tiles);
 }
 
-
 // The scale of row g (h = 0) or g + 8 (h = 1) from a lane's raw scale pair (LoadScalePair).
 template <int ST>
 __device__ __forceinline__ float ScaleValue(const uint32_t (&raw)[2], int h) {
@@ -182,7 +181,6 @@ __device__ __forceinline__ float ScaleValue(const uint32_t (&raw)[2], int h) {
   else if constexpr (ST == static_cast<int>(GpuScale::kFp32)) return __uint_as_float(raw[h]);
   else return 1.0f;
 }
-
 
 // cp.async: `bytes` (0..size) bytes from global memory to shared address `dst`, the rest of `size`
 // zero-filled; then commit and wait for all but the newest N groups.
@@ -291,8 +289,8 @@ struct GemvWorkspace {
   int col_shift = 30;  // column tile j's scales are in block column j >> col_shift
 };
 GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows);
-// Column tile j's scales are in block column j >> ScaleColumnShift (30 with one block across or
-// none; the small-batch kernels take only these geometries, GemvKernelRows).
+// Column tile j's scales are in block column j >> ScaleColumnShift for blocks of 64 * 2^k columns
+// (30 with one block across or none; narrower blocks have their own path, GemvKernelRows).
 inline int ScaleColumnShift(const MatrixArgs& a) {
   if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1)
     for (int s = 0; s < 30; ++s)
@@ -314,8 +312,8 @@ Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
                   int kernel_rows, float* y, int64_t ldy, cudaStream_t stream);
 
 // The GEMM for 17-64 activation rows (gemm_wide.cu): kernels of 32 and 64 rows over matrices the
-// 16-row GEMV takes, planned like it (steps, `blocks` ranges, up to `segments` partial sums per
-// row block of 256 rows; plan index 0 for 32 rows, 1 for 64).
+// 16-row GEMV takes in lane runs, planned like it (steps, `blocks` ranges, up to `segments` partial
+// sums per row block of 512 or 256 rows; plan index 0 for 32 rows, 1 for 64).
 constexpr int kGemmWidePlans = 2;
 // 32 or 64: the kernel that takes this product; 0 where none does.
 int GemmWideRows(const MatrixArgs& a, int batch);
