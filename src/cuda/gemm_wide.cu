@@ -63,9 +63,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kCodeBytes = kBlockTiles * kTileCode, kScaleBytes = kBlockTiles * kTileScale;
   constexpr int kStage = StageBytes(BITS, NT, ST), kOut = RowBlockOutputs(NT);
   extern __shared__ __align__(16) unsigned char smem[];
-  const uint32_t start = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  const uint32_t table_address = (start + (kTableAlign - 1)) & ~static_cast<uint32_t>(kTableAlign - 1);
-  unsigned char* table = smem + (table_address - start);
+  const uint32_t table_address = AlignedTableAddress(smem);
+  unsigned char* table = smem + (table_address - static_cast<uint32_t>(__cvta_generic_to_shared(smem)));
   const unsigned char* stages = table + L::kBytes;
   const uint32_t stages_address = table_address + L::kBytes;
 
@@ -183,21 +182,21 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int r = 0; r < kRowTiles; ++r)
 #pragma unroll
-        for (int q = 0; q < NT; ++q)
+        for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
             const int64_t row = output_row(rb, warp, r, lane, i);
-            const int n = batch_row(q, lane, i);
-            if (row < a.rows && n < batch) y[n * ldy + row] = WithOutliers(a, x, ldx, n, row, acc[r][q][i]);
+            const int n = batch_row(nt, lane, i);
+            if (row < a.rows && n < batch) y[n * ldy + row] = WithOutliers(a, x, ldx, n, row, acc[r][nt][i]);
           }
     } else {
       float* mine = ws.partials + (static_cast<int64_t>(rb) * ws.segments + (static_cast<int>(blockIdx.x) - first)) * kOut;
 #pragma unroll
       for (int r = 0; r < kRowTiles; ++r)
 #pragma unroll
-        for (int q = 0; q < NT; ++q)
-          reinterpret_cast<float4*>(mine)[((warp * kRowTiles + r) * NT + q) * 32 + lane] =
-              make_float4(acc[r][q][0], acc[r][q][1], acc[r][q][2], acc[r][q][3]);
+        for (int nt = 0; nt < NT; ++nt)
+          reinterpret_cast<float4*>(mine)[((warp * kRowTiles + r) * NT + nt) * 32 + lane] =
+              make_float4(acc[r][nt][0], acc[r][nt][1], acc[r][nt][2], acc[r][nt][3]);
       __threadfence();
       __syncthreads();
       if (threadIdx.x == 0) ticket = atomicAdd(ws.tickets + rb, 1u);
@@ -281,7 +280,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int sp = 0; sp < 2; ++sp) {  // k-steps 2 sp and 2 sp + 1: 8 columns of each activation row
       uint4 xb[NT];
 #pragma unroll
-      for (int q = 0; q < NT; ++q) xb[q] = *reinterpret_cast<const uint4*>(xs + (q) * 8 * kXStride + 8 * sp);
+      for (int nt = 0; nt < NT; ++nt) xb[nt] = *reinterpret_cast<const uint4*>(xs + nt * 8 * kXStride + 8 * sp);
 #pragma unroll
       for (int ss = 0; ss < 2; ++ss) {
         const int s = 2 * sp + ss;
@@ -300,17 +299,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
           for (int r = 0; r < kRowTiles; ++r)
 #pragma unroll
-            for (int q = 0; q < NT; ++q)
-              Mma(part[r][q], h ? lo[r] : hi[r], ss ? xb[q].z : xb[q].x, ss ? xb[q].w : xb[q].y);
+            for (int nt = 0; nt < NT; ++nt)
+              Mma(part[r][nt], h ? lo[r] : hi[r], ss ? xb[nt].z : xb[nt].x, ss ? xb[nt].w : xb[nt].y);
       }
     }
 #pragma unroll
     for (int r = 0; r < kRowTiles; ++r) {
       const float s0 = ScaleValue<ST>(raw[r], 0), s1 = ScaleValue<ST>(raw[r], 1);
 #pragma unroll
-      for (int q = 0; q < NT; ++q)
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) acc[r][q][i] = fmaf(i < 2 ? s0 : s1, part[r][q][i], acc[r][q][i]);
+        for (int i = 0; i < 4; ++i) acc[r][nt][i] = fmaf(i < 2 ? s0 : s1, part[r][nt][i], acc[r][nt][i]);
     }
     if (++j == C || m + 1 == m1) {
       flush(rb);

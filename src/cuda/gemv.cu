@@ -84,7 +84,7 @@ constexpr int64_t SharedBytes(int bits, int kernel_rows, int64_t col_tiles) {
 }
 
 // The scales of the two rows (g, g + 8) a lane works on, adjacent in the GPU layout (ScaleSlot):
-// pair p is scales 2p and 2p + 1; raw bits, then values, for scale storage ST (GpuScale).
+// pair p is scales 2p and 2p + 1, as raw bits for scale storage ST (GpuScale; ScaleValue decodes).
 template <int ST>
 __device__ __forceinline__ void LoadScalePair(const uint8_t* __restrict__ s, int p, uint32_t (&raw)[2]) {
   if constexpr (ST == static_cast<int>(GpuScale::kBf16)) {
@@ -94,6 +94,7 @@ __device__ __forceinline__ void LoadScalePair(const uint8_t* __restrict__ s, int
     raw[0] = v.x, raw[1] = v.y;
   }
 }
+
 // B: activation rows the kernel is built for (batch <= B; the rest are zeros and not written);
 // ST: the scale storage (GpuScale); HALF: fp16 table entries (Lookup); LO (tensor cores): the lo
 // terms go through their own mmas (without: codebooks that are exactly bf16, whose lo terms are
@@ -123,9 +124,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   unsigned char* table = smem;
   uint32_t table_address = 0;
   if constexpr (TC) {
-    const uint32_t start = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-    table_address = (start + (kTableAlign - 1)) & ~static_cast<uint32_t>(kTableAlign - 1);
-    table += table_address - start;
+    table_address = AlignedTableAddress(smem);
+    table += table_address - static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   }
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -281,7 +281,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   clear_sums();
   // Row in the group and activation row of sum k; only t = 0 lanes hold CUDA-core totals.
-  auto row_in_group = [&](int r, int k) { return r * kTileRows + g + 8 * (TC ? (k & 3) >> 1 : k / B); };
+  auto half_of = [](int k) { return TC ? (k & 3) >> 1 : k / B; };  // sum k's row: g + 8 half_of(k)
+  auto row_in_group = [&](int r, int k) { return r * kTileRows + g + 8 * half_of(k); };
   auto batch_row = [&](int k) { return TC ? (k >> 2) * 8 + 2 * t + (k & 1) : k % B; };
   const bool holds_totals = TC || t == 0;
 
@@ -433,6 +434,21 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
   };
+  // Adds tile r's sums, block by block times their scales, to acc[r] (sum k of block q is
+  // part_at(q, k)); with `more`, ring slot r is refilled once its scales are read.
+  auto add_scaled = [&](int r, bool more, auto&& part_at) {
+    float scale[SPT][2];
+#pragma unroll
+    for (int q = 0; q < SPT; ++q) scale[q][0] = ScaleValue<ST>(ring_scale[r][q], 0), scale[q][1] = ScaleValue<ST>(ring_scale[r][q], 1);
+    if (more) load_tile(r);
+#pragma unroll
+    for (int k = 0; k < kSums; ++k) {
+      float v = acc[r][k];
+#pragma unroll
+      for (int q = 0; q < SPT; ++q) v = fmaf(scale[q][half_of(k)], part_at(q, k), v);
+      acc[r][k] = v;
+    }
+  };
   // One step: the R tiles of column tile j, in the ring; with `more`, each slot is refilled with
   // the next step's tile once used.
   auto compute_step = [&](bool more) {
@@ -447,31 +463,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       if constexpr (TC) {
-        float part[SPT][NT][4], scale[SPT][2];
+        float part[SPT][NT][4];
         tile_on_tensor_cores(r, x_frag, part);
-#pragma unroll
-        for (int q = 0; q < SPT; ++q) scale[q][0] = ScaleValue<ST>(ring_scale[r][q], 0), scale[q][1] = ScaleValue<ST>(ring_scale[r][q], 1);
-        if (more) load_tile(r);
-#pragma unroll
-        for (int k = 0; k < kSums; ++k) {
-          float v = acc[r][k];
-#pragma unroll
-          for (int q = 0; q < SPT; ++q) v = fmaf(scale[q][(k & 3) >> 1], part[q][k >> 2][k & 3], v);
-          acc[r][k] = v;
-        }
+        add_scaled(r, more, [&](int q, int k) { return part[q][k >> 2][k & 3]; });
       } else {
-        float part[SPT][2][B], scale[SPT][2];
+        float part[SPT][2][B];
         tile_on_cuda_cores(r, xv, part);
-#pragma unroll
-        for (int q = 0; q < SPT; ++q) scale[q][0] = ScaleValue<ST>(ring_scale[r][q], 0), scale[q][1] = ScaleValue<ST>(ring_scale[r][q], 1);
-        if (more) load_tile(r);
-#pragma unroll
-        for (int k = 0; k < kSums; ++k) {
-          float v = acc[r][k];
-#pragma unroll
-          for (int q = 0; q < SPT; ++q) v = fmaf(scale[q][k / B], part[q][k / B][k % B], v);
-          acc[r][k] = v;
-        }
+        add_scaled(r, more, [&](int q, int k) { return part[q][k / B][k % B]; });
       }
     }
     if (more) {
@@ -516,47 +514,29 @@ Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
   return InvalidArgument("scaling blocks narrower than a tile need scales");
 }
 
-// Blocks of 32 or 16 columns (2 or 4 per tile: MX- and NV-style formats), with 4-bit codes only
-// (GemvKernelRows): the CUDA-core kernels at 1-2 rows, the tensor-core ones at 3-16.
-template <int BITS>
-Status LaunchNarrowBlocks(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
-                          int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
-  if constexpr (BITS == kNarrowBlockBits) {
-    const auto launch = [&](auto spt) -> Status {
-      constexpr int kSpt = decltype(spt)::value;
-      if (kernel_rows == 1 && a.book_half) return LaunchScale<BITS, 1, true, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
-      if (kernel_rows == 1) return LaunchScale<BITS, 1, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
-      if (kernel_rows == 2) return LaunchScale<BITS, 2, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
-      if (kernel_rows == 8 && a.book_bf16) return LaunchScale<BITS, 8, false, false, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
-      if (kernel_rows == 8) return LaunchScale<BITS, 8, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
-      if (a.book_bf16) return LaunchScale<BITS, 16, false, false, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
-      return LaunchScale<BITS, 16, false, true, kSpt>(a, ws, x, ldx, batch, y, ldy, stream);
-    };
-    if (ScalesPerTile(a) == 2) return launch(std::integral_constant<int, 2>{});
-    return launch(std::integral_constant<int, 4>{});
-  }
-  return InvalidArgument("the small-batch kernels take blocks narrower than a tile only with 4-bit codes");
-}
-
-template <int BITS>
+// The kernel for kernel_rows with BITS-bit codes and SPT scaling blocks per tile: fp16 tables at
+// batch 1 where the codebook is exactly fp16, hi terms only on tensor cores where it is exactly
+// bf16 (3- and 4-bit grids: int4, e2m1, int3). Blocks narrower than a tile (SPT 2, 4: 4-bit codes,
+// GemvKernelRows) have no CUDA-core kernel of 4 rows.
+template <int BITS, int SPT>
 Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                   int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
-  if (ScalesPerTile(a) > 1) return LaunchNarrowBlocks<BITS>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-  if constexpr (LookupGroup(BITS, false) == 2) {  // fp16 pair tables at batch 1
-    if (kernel_rows == 1 && a.book_half) return LaunchScale<BITS, 1, true>(a, ws, x, ldx, batch, y, ldy, stream);
+  if constexpr (LookupGroup(BITS, false) == 2) {
+    if (kernel_rows == 1 && a.book_half) return LaunchScale<BITS, 1, true, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
   }
-  switch (kernel_rows) {
-    case 1: return LaunchScale<BITS, 1, false>(a, ws, x, ldx, batch, y, ldy, stream);
-    case 2: return LaunchScale<BITS, 2, false>(a, ws, x, ldx, batch, y, ldy, stream);
-    case 4: return LaunchScale<BITS, 4, false>(a, ws, x, ldx, batch, y, ldy, stream);
-  }
-  if constexpr (BITS >= 3 && BITS <= kMaxTensorBits) {  // hi terms only: 3- and 4-bit grids (int4, e2m1, int3)
-    if (a.book_bf16 && kernel_rows == 8) return LaunchScale<BITS, 8, false, false>(a, ws, x, ldx, batch, y, ldy, stream);
-    if (a.book_bf16) return LaunchScale<BITS, 16, false, false>(a, ws, x, ldx, batch, y, ldy, stream);
+  if (kernel_rows == 1) return LaunchScale<BITS, 1, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+  if (kernel_rows == 2) return LaunchScale<BITS, 2, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+  if (kernel_rows == 4) {
+    if constexpr (SPT == 1) return LaunchScale<BITS, 4, false>(a, ws, x, ldx, batch, y, ldy, stream);
+    return Internal("no 4-row kernel for scaling blocks narrower than a tile");
   }
   if constexpr (BITS <= kMaxTensorBits) {
-    if (kernel_rows == 8) return LaunchScale<BITS, 8, false>(a, ws, x, ldx, batch, y, ldy, stream);
-    return LaunchScale<BITS, 16, false>(a, ws, x, ldx, batch, y, ldy, stream);
+    if constexpr (BITS >= 3) {
+      if (a.book_bf16 && kernel_rows == 8) return LaunchScale<BITS, 8, false, false, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+      if (a.book_bf16) return LaunchScale<BITS, 16, false, false, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+    }
+    if (kernel_rows == 8) return LaunchScale<BITS, 8, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+    return LaunchScale<BITS, 16, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
   }
   return InvalidArgument("the small-batch tensor-core kernels take codes of at most 4 bits");
 }
@@ -622,8 +602,15 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
 
 Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                   int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
-  return WithCodeBits(a.code_bits, [&](auto bits) {
-    return LaunchBits<decltype(bits)::value>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+  return WithCodeBits(a.code_bits, [&](auto bits) -> Status {
+    constexpr int kBits = decltype(bits)::value;
+    const int spt = ScalesPerTile(a);
+    if (spt == 1) return LaunchBits<kBits, 1>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+    if constexpr (kBits == kNarrowBlockBits) {  // blocks of 32 or 16 columns (MX- and NV-style formats)
+      if (spt == 2) return LaunchBits<kBits, 2>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+      if (spt == 4) return LaunchBits<kBits, 4>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+    }
+    return InvalidArgument("the small-batch kernels do not take this scaling block width with these codes");
   });
 }
 

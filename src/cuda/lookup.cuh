@@ -42,6 +42,13 @@ struct Lookup {
 // byte permute gives a lookup's whole address (TensorTermsAddress).
 constexpr int kTableAlign = 65536;
 
+// The first shared-memory address at or after the dynamic shared memory `smem` that is a multiple
+// of kTableAlign (launches reserve up to kTableAlign bytes of padding before the table).
+__device__ __forceinline__ uint32_t AlignedTableAddress(const unsigned char* smem) {
+  const uint32_t start = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  return (start + (kTableAlign - 1)) & ~static_cast<uint32_t>(kTableAlign - 1);
+}
+
 // CUDA cores: the byte offset in the table of group p of a lane's words; copy = the lane's copy
 // offset (bytes). (Tensor cores: TensorTermsAddress.)
 template <int BITS>
