@@ -1,13 +1,15 @@
 // GPU benchmark of owf's quantised GEMV/GEMM against cuBLAS bf16 on Llama-3 8B/70B layer shapes.
 //   build-cuda/bench/owf_cuda_bench [--quick] [--bits B | --element SPEC] [--block N] [--batches 1,16] [--shapes 28672x8192,...]
-//                                   [--trace]
+//                                   [--graph] [--trace]
 // For each shape and batch it times cuBLAS bf16 (cublasGemmEx, fp32 accumulation and output) and
 // owf's fused kernel on the same shape with B-bit codes (a 2^B-entry Student-t cube-root
 // codebook) and bf16 absmax scales per block of N, and reports microseconds, achieved bandwidth
 // (bytes of weights + activations + outputs per second), its fraction of the device-to-device
 // copy bandwidth measured in the same run and of the H100 SXM's 3.35 TB/s peak, and the
 // speedup. Weights are cycled through enough copies to exceed the L2 cache, so every call reads
-// from HBM. Times are medians of repeated CUDA-event timings. --trace (a build with
+// from HBM. Times are medians of repeated CUDA-event timings of 20 back-to-back calls, launched
+// one by one from the host or, with --graph, replayed from a CUDA graph that captured them (as a
+// decode loop would run them: no host launch cost between calls). --trace (a build with
 // -DOWF_GEMV_TRACE=ON) also prints, for the last of 4 back-to-back small-batch products, where
 // its warps are in time: entry, end of the prologue, end of the main loop, exit.
 #include <cublas_v2.h>
@@ -54,23 +56,46 @@ constexpr double kPeakBytesPerSecond = 3.35e12;  // H100 SXM5 HBM3
     }                                                                                   \
   } while (0)
 
+// The stream every timed call runs on (not the legacy default stream, which cannot be captured).
+cudaStream_t bench_stream = nullptr;
+bool use_graph = false;  // --graph
+
+// Median time per call of `iterations` back-to-back calls launch(0..iterations-1) on bench_stream
+// (7 timings after a warm-up). With use_graph (and graphs allowed), the calls are captured once
+// into a CUDA graph and the timings replay it.
 template <typename F>
-double MedianMicroseconds(F&& launch, int iterations) {
+double MedianMicroseconds(F&& launch, int iterations, bool graph_allowed = true) {
   cudaEvent_t start, stop;
   CHECK_CUDA(cudaEventCreate(&start));
   CHECK_CUDA(cudaEventCreate(&stop));
-  for (int i = 0; i < 5; ++i) launch(i);  // warm up
-  CHECK_CUDA(cudaDeviceSynchronize());
+  for (int i = 0; i < 5; ++i) launch(i);  // warm up (and grow any scratch before a capture)
+  CHECK_CUDA(cudaStreamSynchronize(bench_stream));
+  cudaGraphExec_t exec = nullptr;
+  if (use_graph && graph_allowed) {
+    cudaGraph_t graph;
+    CHECK_CUDA(cudaStreamBeginCapture(bench_stream, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < iterations; ++i) launch(i);
+    CHECK_CUDA(cudaStreamEndCapture(bench_stream, &graph));
+    CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    CHECK_CUDA(cudaGraphDestroy(graph));
+    CHECK_CUDA(cudaGraphLaunch(exec, bench_stream));  // warm up the graph
+    CHECK_CUDA(cudaStreamSynchronize(bench_stream));
+  }
   std::vector<double> times;
   for (int rep = 0; rep < 7; ++rep) {
-    CHECK_CUDA(cudaEventRecord(start));
-    for (int i = 0; i < iterations; ++i) launch(i);
-    CHECK_CUDA(cudaEventRecord(stop));
+    CHECK_CUDA(cudaEventRecord(start, bench_stream));
+    if (exec) {
+      CHECK_CUDA(cudaGraphLaunch(exec, bench_stream));
+    } else {
+      for (int i = 0; i < iterations; ++i) launch(i);
+    }
+    CHECK_CUDA(cudaEventRecord(stop, bench_stream));
     CHECK_CUDA(cudaEventSynchronize(stop));
     float ms = 0;
     CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
     times.push_back(1000.0 * ms / iterations);
   }
+  if (exec) CHECK_CUDA(cudaGraphExecDestroy(exec));
   CHECK_CUDA(cudaEventDestroy(start));
   CHECK_CUDA(cudaEventDestroy(stop));
   std::sort(times.begin(), times.end());
@@ -84,7 +109,8 @@ double CopyBandwidth() {
   CHECK_CUDA(cudaMalloc(&a, bytes));
   CHECK_CUDA(cudaMalloc(&b, bytes));
   CHECK_CUDA(cudaMemset(a, 1, bytes));
-  const double us = MedianMicroseconds([&](int) { CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 5);
+  const double us = MedianMicroseconds(
+      [&](int) { CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, bench_stream)); }, 5, false);
   CHECK_CUDA(cudaFree(a));
   CHECK_CUDA(cudaFree(b));
   return 2.0 * static_cast<double>(bytes) / (us * 1e-6);
@@ -145,8 +171,14 @@ void PrintTrace(int warps, F&& call) {
   CHECK_CUDA(cudaMalloc(&d, n * 8));
   CHECK_CUDA(cudaMemset(d, 0, n * 8));
   CHECK_CUDA(cudaDeviceSynchronize());
+  // OWF_TRACE_WARM=1: every call stamps (the last one's stamps remain), so the traced call starts
+  // while the one before it finishes; otherwise the earlier calls finish first (a cold start).
+  const bool warm = std::getenv("OWF_TRACE_WARM") != nullptr;
   for (int i = 0; i < 4; ++i) {
-    if (i == 3 && !owf::cuda::detail::SetGemvTrace(d).ok()) std::exit(1);
+    if (i == (warm ? 0 : 3)) {
+      CHECK_CUDA(cudaStreamSynchronize(bench_stream));
+      if (!owf::cuda::detail::SetGemvTrace(d).ok()) std::exit(1);
+    }
     call(i);
   }
   CHECK_CUDA(cudaDeviceSynchronize());
@@ -209,6 +241,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
+    else if (a == "--graph") use_graph = true;
     else if (a == "--trace") trace = true;
     else if (a == "--bits" && i + 1 < argc) bits = std::atoi(argv[++i]);
     else if (a == "--block" && i + 1 < argc) block = std::atoll(argv[++i]);
@@ -228,7 +261,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--quick] [--bits B | --element SPEC] [--block N] [--batches 1,16] [--shapes 28672x8192,...] "
-                   "[--trace]\n",
+                   "[--graph] [--trace]\n",
                    argv[0]);
       return 2;
     }
@@ -244,6 +277,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "owf_cuda_bench: %s\n", why.c_str());
     return 1;
   }
+  CHECK_CUDA(cudaStreamCreateWithFlags(&bench_stream, cudaStreamNonBlocking));
   cudaDeviceProp prop{};
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   const double copy_bw = CopyBandwidth();
@@ -274,6 +308,9 @@ int main(int argc, char** argv) {
   }
   cublasHandle_t handle;
   CHECK_CUBLAS(cublasCreate(&handle));
+  CHECK_CUBLAS(cublasSetStream(handle, bench_stream));
+  std::printf("calls: %s\n\n", use_graph ? "20 back to back, replayed from a CUDA graph (--graph)"
+                                          : "20 back to back, launched one by one from the host");
 
   std::printf("| shape (out x in) | batch | cuBLAS bf16 us | GB/s | %% copy | %% peak | owf us | GB/s | %% copy | %% peak | speedup |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -318,7 +355,7 @@ int main(int argc, char** argv) {
           20);
       const double us_owf = MedianMicroseconds(
           [&](int i) {
-            const owf::Status s = q[static_cast<size_t>(i % q_copies)].Gemm(x, cols, batch, y, rows);
+            const owf::Status s = q[static_cast<size_t>(i % q_copies)].Gemm(x, cols, batch, y, rows, bench_stream);
             if (!s.ok()) {
               std::fprintf(stderr, "gemm: %s\n", s.ToString().c_str());
               std::exit(1);
@@ -328,7 +365,7 @@ int main(int argc, char** argv) {
 #ifdef OWF_GEMV_TRACE
       if (trace && batch <= 16)
         PrintTrace(prop.multiProcessorCount * 16, [&](int i) {
-          if (!q[static_cast<size_t>(i % q_copies)].Gemm(x, cols, batch, y, rows).ok()) std::exit(1);
+          if (!q[static_cast<size_t>(i % q_copies)].Gemm(x, cols, batch, y, rows, bench_stream).ok()) std::exit(1);
         });
 #endif
       const double io = static_cast<double>(batch) * (cols * 2 + rows * 4);
@@ -343,7 +380,7 @@ int main(int argc, char** argv) {
     // Dequantisation to bf16 (what a prefill would do before a cuBLAS GEMM).
     const double us_deq = MedianMicroseconds(
         [&](int i) {
-          const owf::Status s = q[static_cast<size_t>(i % q_copies)].DequantiseBf16(w[0], cols);
+          const owf::Status s = q[static_cast<size_t>(i % q_copies)].DequantiseBf16(w[0], cols, bench_stream);
           if (!s.ok()) std::exit(1);
         },
         10);

@@ -1,9 +1,11 @@
 // Dequantisation to bf16: one warp per 16x64 tile, each lane writing the 32 elements whose codes
 // it holds as bf16(codebook[code] * scale) -- the CPU's fp32 product, rounded to nearest even --
-// then outliers written over by a second kernel. In lane runs (TileColumn) a lane holds 16
-// adjacent columns of each of its two rows, which go out as two 16-byte stores where the output
-// rows are 16-byte aligned and the tile is whole; otherwise adjacent columns go out as one 32-bit
-// store where rows are 4-byte aligned, or element by element.
+// then outliers written over by a second kernel. In lane runs (TileColumn) a lane holds, in each
+// of its two rows, 4 / RS runs of 4 * RS adjacent columns (RS = run_steps: 16, 8 or 4 columns),
+// each inside one scaling block where the blocks allow (one scale per run): where the output rows
+// are 16-byte aligned and the tile is whole, a run goes out as 16-byte stores (8-byte for runs of
+// 4); otherwise adjacent columns go out as one 32-bit store where rows are 4-byte aligned, or
+// element by element, with a scale per element.
 #include "device_common.cuh"
 
 namespace owf::cuda::detail {
@@ -13,7 +15,7 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 enum Stores { kElements, kPairs, kRuns };  // how the kernel writes (see the top)
 
-template <int BITS>
+template <int BITS, int RS>
 __global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_constant__ MatrixArgs a,
                                                              uint16_t* __restrict__ out, int64_t ld,
                                                              int stores) {
@@ -33,23 +35,37 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_consta
   if (scaled)
     for (int h = 0; h < 2; ++h) base[h] = RowBase(a, min(rows[h], a.rows - 1));
   if (stores == kRuns && (tj + 1) * kTileCols <= a.cols) {
-    float scale[2] = {1.0f, 1.0f};  // a tile in lane runs lies inside one scaling block column
-    if (scaled)
-      for (int h = 0; h < 2; ++h) scale[h] = ScaleAt(a, base[h], tj * kTileCols);
-    uint32_t run[2][8];  // bf16 pairs at columns 16 t + 2 i, 16 t + 2 i + 1 of rows g, g + 8
+    constexpr int kRunsPerRow = 4 / RS, kRunCols = 4 * RS;  // per row: runs of adjacent columns
+    auto run_column = [&](int run) { return tj * kTileCols + 16 * RS * run + kRunCols * t; };
+    float scale[2][kRunsPerRow];
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int run = 0; run < kRunsPerRow; ++run) scale[h][run] = scaled ? ScaleAt(a, base[h], run_column(run)) : 1.0f;
+    uint32_t pairs[2][8];  // row g + 8 h: run by run, bf16 pairs of adjacent columns
 #pragma unroll
     for (int p = 0; p < 16; ++p) {  // codes 2p, 2p + 1: one row (g + 8 h), adjacent columns
-      const int h = p & 1, c = TileColumn(true, t, 2 * p) - 16 * t;  // c: the pair's place in the run
+      const int h = p & 1, s = p >> 2, run = s / RS;
+      const int c = TileColumn(RS, t, 2 * p) - (16 * RS * run + kRunCols * t);  // the pair's place in its run
       float v0 = book[FieldAt<BITS, BITS>(w_codes, 2 * p)], v1 = book[FieldAt<BITS, BITS>(w_codes, 2 * p + 1)];
-      if (scaled) v0 = __fmul_rn(v0, scale[h]), v1 = __fmul_rn(v1, scale[h]);
-      run[h][c / 2] = static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v0))) |
-                              static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v1))) << 16;
+      if (scaled) v0 = __fmul_rn(v0, scale[h][run]), v1 = __fmul_rn(v1, scale[h][run]);
+      pairs[h][(run * kRunCols + c) / 2] = static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v0))) |
+                                           static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v1))) << 16;
     }
     for (int h = 0; h < 2; ++h) {
       if (rows[h] >= a.rows) continue;
-      uint4* dst = reinterpret_cast<uint4*>(out + rows[h] * ld + tj * kTileCols + 16 * t);
-      dst[0] = make_uint4(run[h][0], run[h][1], run[h][2], run[h][3]);
-      dst[1] = make_uint4(run[h][4], run[h][5], run[h][6], run[h][7]);
+#pragma unroll
+      for (int run = 0; run < kRunsPerRow; ++run) {
+        uint16_t* dst = out + rows[h] * ld + run_column(run);
+        const uint32_t* v = pairs[h] + run * kRunCols / 2;
+        if constexpr (RS == 1) {
+          *reinterpret_cast<uint2*>(dst) = make_uint2(v[0], v[1]);
+        } else {
+#pragma unroll
+          for (int k = 0; k < kRunCols / 8; ++k)
+            reinterpret_cast<uint4*>(dst)[k] = make_uint4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+        }
+      }
     }
     return;
   }
@@ -58,7 +74,7 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_consta
     const int s = p >> 2, e = 2 * (p & 3);
     const int h = (e >> 1) & 1;
     const int64_t row = rows[h];
-    const int64_t col = tj * kTileCols + TileColumn(a.lane_runs, t, 8 * s + e);
+    const int64_t col = tj * kTileCols + TileColumn(RS, t, 8 * s + e);
     if (row >= a.rows || col >= a.cols) continue;
     float v0 = book[FieldAt<BITS, BITS>(w_codes, 2 * p)], v1 = book[FieldAt<BITS, BITS>(w_codes, 2 * p + 1)];
     if (scaled) {
@@ -84,23 +100,33 @@ __global__ void WriteOutliersKernel(MatrixArgs a, uint16_t* __restrict__ out, in
   out[(flat / a.cols) * ld + flat % a.cols] = __bfloat16_as_ushort(__float2bfloat16_rn(a.outlier_value[o]));
 }
 
-template <int BITS>
+template <int BITS, int RS>
 void Launch(const MatrixArgs& a, uint16_t* out, int64_t ld, int stores, cudaStream_t stream) {
   const int64_t tiles = a.row_tiles * a.col_tiles;
-  DequantiseKernel<BITS><<<static_cast<unsigned>((tiles + kWarps - 1) / kWarps), kThreads, 0, stream>>>(a, out, ld,
-                                                                                                        stores);
+  DequantiseKernel<BITS, RS><<<static_cast<unsigned>((tiles + kWarps - 1) / kWarps), kThreads, 0, stream>>>(a, out, ld,
+                                                                                                            stores);
 }
 
 }  // namespace
 
 Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream) {
-  // 16-byte stores need every row start 16-byte aligned (a lane's run starts at a multiple of 16
-  // columns), 32-bit ones 4-byte aligned (columns of a pair start even).
+  // Run stores need every row start 16-byte aligned (a lane's run starts at a multiple of 4 * RS
+  // columns, and runs of 8 or 16 columns go out as 16-byte stores), 32-bit ones 4-byte aligned
+  // (columns of a pair start even).
   const auto aligned = [&](int bytes) { return (ld * 2) % bytes == 0 && reinterpret_cast<uintptr_t>(out) % bytes == 0; };
-  const int stores = a.lane_runs && aligned(16) ? kRuns : aligned(4) ? kPairs : kElements;
-  OWF_RETURN_IF_ERROR(WithCodeBits(a.code_bits, [&](auto bits) {
-    Launch<decltype(bits)::value>(a, out, ld, stores, stream);
-    return Status::Ok();
+  // A run has one scale where the blocks are a multiple of its width (TileForGpu's runs always
+  // are, except for blocks that are not a multiple of 16 columns).
+  const bool run_scales = a.scale_type == static_cast<int>(GpuScale::kNone) || a.blocks_across == 1 ||
+                          a.block_cols % (4 * a.run_steps) == 0;
+  const int stores = run_scales && aligned(16) ? kRuns : aligned(4) ? kPairs : kElements;
+  OWF_RETURN_IF_ERROR(WithCodeBits(a.code_bits, [&](auto bits) -> Status {
+    constexpr int kBits = decltype(bits)::value;
+    switch (a.run_steps) {
+      case 4: Launch<kBits, 4>(a, out, ld, stores, stream); return Status::Ok();
+      case 2: Launch<kBits, 2>(a, out, ld, stores, stream); return Status::Ok();
+      case 1: Launch<kBits, 1>(a, out, ld, stores, stream); return Status::Ok();
+    }
+    return Internal("lane runs of 1, 2 or 4 k-steps");
   }));
   OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   if (a.outliers) {

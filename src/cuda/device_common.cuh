@@ -39,7 +39,7 @@ struct MatrixArgs {
   int64_t block_rows, block_cols, blocks_across;
   int block_cols_shift;  // log2(block_cols) when it is a power of two, else -1
   int64_t rows, cols, col_tiles, row_tiles;
-  bool lane_runs;  // the column order inside tiles (TileColumn)
+  int run_steps;  // k-steps per lane run: the column order inside tiles (TileColumn)
   const int32_t* outlier_row_start;  // null without outliers
   const int32_t* outlier_col;
   const float* outlier_delta;
@@ -85,8 +85,8 @@ __device__ __forceinline__ float ScaleAt(const MatrixArgs& a, int64_t row_base, 
 
 // Column inside its tile of activation pair h (0, 1) of lane t's B fragment for k-step s: the
 // columns of A-fragment elements 0-1 and 4-5 (TileColumn), always even.
-__device__ __forceinline__ int FragmentColumn(bool lane_runs, int t, int s, int h) {
-  return TileColumn(lane_runs, t, 8 * s + 4 * h);
+__device__ __forceinline__ int FragmentColumn(int run_steps, int t, int s, int h) {
+  return TileColumn(run_steps, t, 8 * s + 4 * h);
 }
 
 // Field f (0-based) of width W bits in a lane's N words read as one little-endian bit string.
@@ -121,6 +121,19 @@ __device__ __forceinline__ void GridDependencyWait() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+}
+
+// The ticket of a reduction whose last arrival adds everyone's partial sums: increments *counter
+// at GPU scope with acquire-release semantics and returns the count before. One thread calls it
+// after a barrier (bar.warp.sync, bar.sync) that follows its group's partial-sum stores, and its
+// group reads the others' partial sums (__ldcg) after a barrier that follows the ticket: the
+// release publishes what the barrier ordered before it, the acquire makes the earlier arrivals'
+// partial sums visible. This replaces a fence on each side (measured on an H100: a call with a
+// cross-SM reduction took 2.45 against 2.91 us; README).
+__device__ __forceinline__ unsigned TicketAcqRel(unsigned* counter) {
+  unsigned before;
+  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(before) : "l"(counter) : "memory");
+  return before;
 }
 
 template <int BITS>

@@ -160,7 +160,11 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   a.cols = m.cols;
   a.col_tiles = m.col_tiles;
   a.row_tiles = m.row_tiles;
-  a.lane_runs = m.lane_runs;
+  if (m.run_steps != 1 && m.run_steps != 2 && m.run_steps != 4)
+    return InvalidArgument("a tiled matrix's lane runs are 1, 2 or 4 k-steps long");
+  if (m.run_steps > 1 && m.scale_type != GpuScale::kNone && m.blocks_across > 1 && m.block_cols % (16 * m.run_steps) != 0)
+    return InvalidArgument("a tiled matrix's lane runs straddle its scaling blocks");
+  a.run_steps = m.run_steps;
   a.outliers = static_cast<int64_t>(m.outlier_index.size());
   // The split-K GEMM's tickets per row tile and partial sums for up to 8 n-tiles per part (the
   // small-batch kernels' come from the stream's scratch, UseGemvScratch).

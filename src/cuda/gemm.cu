@@ -84,7 +84,7 @@ __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         // In the last, partial tile each lane checks its own column pairs (cols is even).
-        const int c = FragmentColumn(a.lane_runs, (lane4 >> 2) & 3, s, h);
+        const int c = FragmentColumn(a.run_steps, (lane4 >> 2) & 3, s, h);
         xb[s][nt][h] = xj && (full || j * kTileCols + c < a.cols) ? __ldg(reinterpret_cast<const uint32_t*>(xj + c)) : 0u;
       }
   }
@@ -98,7 +98,7 @@ __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned
       for (int i = 0; i < 4; ++i) part_hi[r][nt][i] = part_lo[r][nt][i] = 0.0f;
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
-    if (full || a.lane_runs || j * kTileCols + 16 * s < a.cols) {  // k-steps past the matrix
+    if (full || j * kTileCols + TileColumn(a.run_steps, 0, 8 * s) < a.cols) {  // k-steps past the matrix
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         uint32_t hi[4], lo[4];
@@ -269,12 +269,10 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1)
         for (int w2 = 0; w2 < kWarps; ++w2) sum += partial[(w2 * RT + r) * NT * 128 + idx];
         mine[idx] = sum;
       }
-      __threadfence();
       __syncthreads();
-      if (threadIdx.x == 0) *ticket = atomicAdd(&ws.tickets[tile_row], 1u);
+      if (threadIdx.x == 0) *ticket = TicketAcqRel(&ws.tickets[tile_row]);
       __syncthreads();
       if (*ticket == static_cast<unsigned>(ws.k_parts - 1)) {  // the last part of this row tile
-        __threadfence();
         const float* parts = ws.partials + tile_row * ws.k_parts * (8 * 128);
         for (int idx = threadIdx.x; idx < NT * 128; idx += kThreads) {
           float sum = 0.0f;

@@ -197,12 +197,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int nt = 0; nt < NT; ++nt)
           reinterpret_cast<float4*>(mine)[((warp * kRowTiles + r) * NT + nt) * 32 + lane] =
               make_float4(acc[r][nt][0], acc[r][nt][1], acc[r][nt][2], acc[r][nt][3]);
-      __threadfence();
       __syncthreads();
-      if (threadIdx.x == 0) ticket = atomicAdd(ws.tickets + rb, 1u);
+      if (threadIdx.x == 0) ticket = TicketAcqRel(ws.tickets + rb);
       __syncthreads();
       if (ticket == static_cast<unsigned>(last - first)) {  // the last range of this row block
-        __threadfence();
         // A thread adds kPer float4s over the ranges in order, kChunk of them at a time with all
         // their loads of a range in flight together (the loads' latency, not their bytes, is the cost).
         constexpr int kPer = kOut / 4 / kThreads, kChunk = 8;
@@ -355,7 +353,7 @@ Status LaunchTerms(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 int GemmWideRows(const MatrixArgs& a, int batch) {
   if (batch <= kGemvMaxBatch || batch > 64 || a.code_bits > kMaxTensorBits) return 0;
   // The tile geometry the GEMVs take, with one scale per row per tile (lane runs).
-  if (!a.lane_runs || GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;
+  if (a.run_steps != 4 || GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;
   const int rows = batch <= 32 ? 32 : 64;
   // At 17-32 rows two 16-row GEMVs (weights read twice) beat this kernel on matrices of fewer than
   // 8192 rows (4096x4096: 26 against 30 us; 4096x14336: 47 against 48 us; README).

@@ -99,7 +99,7 @@ __device__ __forceinline__ void LoadScalePair(const uint8_t* __restrict__ s, int
 // ST: the scale storage (GpuScale); HALF: fp16 table entries (Lookup); LO (tensor cores): the lo
 // terms go through their own mmas (without: codebooks that are exactly bf16, whose lo terms are
 // all zero); SPT: scaling blocks per 64-column tile, 1, or 2 or 4 for blocks of 32 or 16 columns
-// (tiles in mma column order, TileColumn: k-steps 2q, 2q + 1 or k-step q in block q).
+// (lane runs of 4 / SPT k-steps, TileColumn: k-steps 2q, 2q + 1 or k-step q in block q).
 template <int BITS, int B, int ST, bool HALF, bool LO = true, int SPT = 1>
 __global__ void __launch_bounds__(kThreads, 1)
     GemvKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
@@ -170,27 +170,36 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   // Tensor cores: the B fragments of the load cursor's column tile, from activation row nt * 8 + g.
-  // In lane runs (TileColumn) a lane's are the 16 columns 16 t .. 16 t + 15: two 16-byte loads
-  // where the rows are 16-byte aligned and the tile is whole; else (and in mma column order, SPT >
-  // 1) pair by pair, zeros past the batch and the matrix.
+  // In lane runs (TileColumn) a lane's are 4 * kRunSteps adjacent columns per span of kRunSteps
+  // k-steps: two 16-byte loads (runs of 16 or 8 columns) or four 8-byte loads (runs of 4) where
+  // the rows are 16-byte aligned and the tile is whole; else pair by pair, zeros past the batch
+  // and the matrix.
+  constexpr int kRunSteps = 4 / SPT;
   const uint16_t* x_lane[NT];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) x_lane[nt] = nt * 8 + g < batch ? x + (nt * 8 + g) * ldx : nullptr;
   uint32_t x_frag[TC ? 4 : 1][NT][2];  // the current step's, then the next one's
   auto load_fragments = [&]() {
     if constexpr (TC) {
-      const bool fast = SPT == 1 && x_aligned16 && (lj + 1) * kTileCols <= a.cols;
+      const bool fast = x_aligned16 && (lj + 1) * kTileCols <= a.cols;
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
         const uint16_t* p = x_lane[nt] ? x_lane[nt] + lj * kTileCols : nullptr;
-        if (p && fast) {
-          const uint4 u = __ldg(reinterpret_cast<const uint4*>(p + 16 * t)), v = __ldg(reinterpret_cast<const uint4*>(p + 16 * t) + 1);
+        if (p && fast && kRunSteps == 1) {
+#pragma unroll
+          for (int s = 0; s < 4; ++s) {
+            const uint2 u = __ldg(reinterpret_cast<const uint2*>(p + TileColumn(1, t, 8 * s)));
+            x_frag[s][nt][0] = u.x, x_frag[s][nt][1] = u.y;
+          }
+        } else if (p && fast) {  // k-steps 0-1 and 2-3
+          const uint4 u = __ldg(reinterpret_cast<const uint4*>(p + TileColumn(kRunSteps, t, 0)));
+          const uint4 v = __ldg(reinterpret_cast<const uint4*>(p + TileColumn(kRunSteps, t, 16)));
           x_frag[0][nt][0] = u.x, x_frag[0][nt][1] = u.y, x_frag[1][nt][0] = u.z, x_frag[1][nt][1] = u.w;
           x_frag[2][nt][0] = v.x, x_frag[2][nt][1] = v.y, x_frag[3][nt][0] = v.z, x_frag[3][nt][1] = v.w;
         } else {
 #pragma unroll
           for (int k = 0; k < 8; ++k) {  // cols is even: a pair is in the matrix or past it
-            const int c = FragmentColumn(SPT == 1, t, k / 2, k % 2);
+            const int c = FragmentColumn(kRunSteps, t, k / 2, k % 2);
             x_frag[k / 2][nt][k % 2] =
                 p && lj * kTileCols + c < a.cols ? __ldg(reinterpret_cast<const uint32_t*>(p + c)) : 0u;
           }
@@ -228,8 +237,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int u = base + k * kThreads + static_cast<int>(threadIdx.x);
       const int b = u / (C * 16), q = u - b * C * 16;  // q: tile q >> 4, k-step (q >> 2) & 3, t = q & 3
       const int tile_col = (q >> 4) * 64;
-      const int c0 = tile_col + FragmentColumn(a.lane_runs, q & 3, (q >> 2) & 3, 0);
-      const int c1 = tile_col + FragmentColumn(a.lane_runs, q & 3, (q >> 2) & 3, 1);
+      const int c0 = tile_col + FragmentColumn(a.run_steps, q & 3, (q >> 2) & 3, 0);
+      const int c1 = tile_col + FragmentColumn(a.run_steps, q & 3, (q >> 2) & 3, 1);
       xlo[k] = xhi[k] = 0;  // bf16 pairs at c0 and c1 (cols is even)
       if (u < x_units && b < batch && c0 < a.cols) xlo[k] = __ldg(reinterpret_cast<const uint32_t*>(x + b * ldx + c0));
       if (u < x_units && b < batch && c1 < a.cols) xhi[k] = __ldg(reinterpret_cast<const uint32_t*>(x + b * ldx + c1));
@@ -317,13 +326,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
           for (int k = 0; k < kSums; ++k) mine[row_in_group(r, k) * B + batch_row(k)] = acc[r][k];
       }
-      __threadfence();
       __syncwarp();
       unsigned ticket = 0;
-      if (lane == 0) ticket = atomicAdd(ws.tickets + grp, 1u);
+      if (lane == 0) ticket = TicketAcqRel(ws.tickets + grp);
       ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
       if (ticket == static_cast<unsigned>(wb - wa)) {  // the last segment of this group
-        __threadfence();
+        __syncwarp();  // the lanes' loads below follow lane 0's acquire
         // A lane sums outputs lane + 32 k over the segments in order; the loads of several
         // segments are independent, so about 16 per lane are in flight together (small matrices
         // have dozens of segments per group, and this wait is most of their fixed cost).
@@ -580,10 +588,11 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
   if ((a.row_tiles + 3) * a.col_tiles * 32 * a.code_bits >= (int64_t{1} << 31) || a.rows * a.blocks_across >= (int64_t{1} << 31))
     return 0;
   // One scale per row per 64-column tile (blocks 64 * 2^k columns wide, one block across, or no
-  // scales) with lane runs; or, with 4-bit codes, blocks of 32 or 16 columns (MX- and NV-style
-  // formats: 2 or 4 per tile, in mma column order) on the kernels of 1, 2, 8 and 16 rows.
+  // scales) with lane runs of 4 k-steps; or, with 4-bit codes, blocks of 32 or 16 columns (MX- and
+  // NV-style formats: 2 or 4 per tile, lane runs of 2 or 1 k-steps) on the kernels of 1, 2, 8 and
+  // 16 rows.
   const int spt = ScalesPerTile(a);
-  if (spt == 0 || (spt == 1 && !a.lane_runs) || (spt > 1 && a.code_bits != kNarrowBlockBits)) return 0;
+  if (spt == 0 || a.run_steps != 4 / spt || (spt > 1 && a.code_bits != kNarrowBlockBits)) return 0;
   const auto max_bytes = MaxSharedBytes();
   if (!max_bytes.ok()) return 0;
   const auto fits = [&](int rows) {

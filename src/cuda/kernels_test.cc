@@ -48,10 +48,15 @@ Result<DeviceMatrix> UploadQuantised(const QuantisedTensor& q) {
 
 // Dequantisation is bit-exact with the CPU: bf16 of the fp32 values, outliers included; the
 // padding of the output rows (ld > cols) is not written. Odd row strides take element stores;
-// strides of a multiple of 8 take 16-byte stores of lane runs (or 32-bit ones).
+// strides of a multiple of 8 take the stores of lane runs (16 or 8 bytes, a scale per run), or
+// 32-bit ones. Blocks of 24 and 8 columns (the GEMMs do not take them) put runs of 4 columns in
+// different blocks of one k-step.
 TEST(CudaKernels, DequantiseIsBitExact) {
   SKIP_WITHOUT_GPU();
-  for (const auto& tm : AwkwardMatrices()) {
+  std::vector<testing::TestMatrix> matrices = AwkwardMatrices();
+  matrices.push_back({"int3@24:absmax", 21, 100});
+  matrices.push_back({"int4@8:absmax+outliers(0.02)", 18, 72});
+  for (const auto& tm : matrices) {
     SCOPED_TRACE(tm.spec);
     auto q = Quantise(tm);
     ASSERT_TRUE(q.ok()) << q.status().ToString();

@@ -25,10 +25,12 @@ struct Slot {
 Slot Locate(const TiledMatrix& m, int64_t row, int64_t col) {
   const int64_t tile = (row / kTileRows) * m.col_tiles + col / kTileCols;
   const int rr = static_cast<int>(row % kTileRows), cc = static_cast<int>(col % kTileCols);
-  // The inverse of TileColumn: k-step s, lane t and the column's place w in the lane's pairs.
-  const int s = m.lane_runs ? cc % 16 / 4 : cc / 16;
-  const int t = m.lane_runs ? cc / 16 : cc % 8 / 2;
-  const int w = m.lane_runs ? cc % 4 : cc % 2 + 2 * (cc % 16 / 8);
+  // The inverse of TileColumn: k-step s, lane t and the column's place w among the lane's 4
+  // columns of k-step s.
+  const int rs = m.run_steps, within = cc % (16 * rs);
+  const int s = cc / (16 * rs) * rs + within % (4 * rs) / 4;
+  const int t = within / (4 * rs);
+  const int w = cc % 4;
   const int e = (w & 1) + 2 * (rr / 8) + 4 * (w >> 1);
   return {(tile * 32 + 4 * (rr % 8) + t) * m.code_bits, 8 * s + e};
 }
@@ -125,8 +127,11 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
     m.block_cols = g.cols;
     m.blocks_across = 1;
   }
-  // Lane runs wherever a tile never straddles two scaling block columns.
-  m.lane_runs = m.scale_type == GpuScale::kNone || m.blocks_across == 1 || m.block_cols % kTileCols == 0;
+  // The longest lane runs whose spans of 16 * run_steps columns never straddle two scaling block
+  // columns (TileColumn).
+  m.run_steps = m.scale_type == GpuScale::kNone || m.blocks_across == 1 || m.block_cols % kTileCols == 0 ? 4
+                : m.block_cols % 32 == 0                                                                ? 2
+                                                                                                        : 1;
   // Re-tile the codes: tile by tile, lane by lane, in mma A-fragment order (TileColumn).
   m.codes.assign(static_cast<size_t>(m.row_tiles * m.col_tiles * 32 * m.code_bits), 0u);
   for (int64_t i = 0; i < m.row_tiles; ++i) {
@@ -136,7 +141,7 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
         const int gr = lane / 4, t = lane % 4;
         for (int q = 0; q < 32; ++q) {
           const int64_t row = i * kTileRows + gr + 8 * ((q % 8 >> 1) & 1);
-          const int64_t col = j * kTileCols + TileColumn(m.lane_runs, t, q);
+          const int64_t col = j * kTileCols + TileColumn(m.run_steps, t, q);
           if (row >= g.rows || col >= g.cols) continue;
           const uint16_t code = v.codes[static_cast<size_t>(row * g.cols + col)];
           if (code >= k)

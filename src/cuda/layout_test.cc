@@ -55,26 +55,28 @@ TEST(GpuLayout, OutlierDeltasRestoreTheValues) {
 }
 
 // 4-bit codes of one tile: lane l's word s holds the 8 codes of its mma A fragment in order, with
-// the tile's columns in lane runs where a tile lies inside one scaling block (lane t: columns
-// 16 t .. 16 t + 15), and in the mma order where blocks are narrower (k-step s: columns 16 s ..).
+// the tile's columns in lane runs as long as a scaling block allows: lane t holds columns
+// 16 t .. 16 t + 15 where a tile lies inside one block, 8 adjacent columns per half tile with
+// blocks of 32 (k-steps 0-1: 8 t .., 2-3: 32 + 8 t ..), and 4 per k-step with blocks of 16
+// (k-step s: 16 s + 4 t ..).
 TEST(GpuLayout, FourBitLaneWordsFollowTheMmaFragment) {
-  for (const bool narrow_blocks : {false, true}) {
-    SCOPED_TRACE(narrow_blocks);
-    auto q = Quantise({narrow_blocks ? "int4@16:absmax" : "int4@64:absmax", 16, 64});
+  for (const int block : {64, 32, 16}) {
+    SCOPED_TRACE(block);
+    auto q = Quantise({"int4@" + std::to_string(block) + ":absmax", 16, 64});
     ASSERT_TRUE(q.ok());
     auto m = TileForGpu(ViewOf(*q));
     ASSERT_TRUE(m.ok());
-    EXPECT_EQ(m->lane_runs, !narrow_blocks);
+    EXPECT_EQ(m->run_steps, block / 16);
     ASSERT_EQ(m->codes.size(), 32u * 4u);
     for (int lane = 0; lane < 32; ++lane) {
       const int g = lane / 4, t = lane % 4;
       for (int s = 0; s < 4; ++s) {
         const uint32_t w = m->codes[static_cast<size_t>(lane * 4 + s)];
         const int rows[8] = {g, g, g + 8, g + 8, g, g, g + 8, g + 8};
-        const int mma[8] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1, 2 * t + 8, 2 * t + 9, 2 * t + 8, 2 * t + 9};
-        const int runs[8] = {0, 1, 0, 1, 2, 3, 2, 3};
+        const int runs[8] = {0, 1, 0, 1, 2, 3, 2, 3};  // the column in the lane's 4 of k-step s
+        const int run_start = block == 64 ? 16 * t + 4 * s : block == 32 ? 32 * (s / 2) + 8 * t + 4 * (s % 2) : 16 * s + 4 * t;
         for (int e = 0; e < 8; ++e) {
-          const int col = narrow_blocks ? 16 * s + mma[e] : 16 * t + 4 * s + runs[e];
+          const int col = run_start + runs[e];
           EXPECT_EQ((w >> (4 * e)) & 15u, q->codes[static_cast<size_t>(rows[e] * 64 + col)]);
         }
       }

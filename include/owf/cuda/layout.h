@@ -8,7 +8,7 @@
 // ((i * col_tiles) + j) * 32 * code_bits: 32 lanes, lane-major, code_bits 32-bit words each.
 // Lane l = 4 g + t holds 32 codes q = 8 s + e (k-step s = 0..3, mma A-fragment element e = 0..7)
 // of rows g + 8 ((e >> 1) & 1) and the columns TileColumn gives -- the mma A-fragment order, with
-// the tile's columns assigned to the fragments' k positions in one of two orders. Code q occupies
+// the tile's columns assigned to the fragments' k positions in lane runs. Code q occupies
 // bits [q * code_bits, (q + 1) * code_bits) of the lane's words read as one little-endian bit
 // string.
 #pragma once
@@ -29,14 +29,18 @@ inline constexpr int kTileCols = 64;
 inline constexpr int kMaxCodebook = 64;
 
 // Column inside its tile of lane 4 g + t's code q (k-step s = q / 8, A-fragment element e = q % 8).
-// The mma order keeps k-step s in columns 16 s .. 16 s + 15 (lane t: 2t, 2t+1, 2t+8, 2t+9), so
-// that scaling blocks of 16-48 columns hold whole k-steps. Lane runs give lane t the 16 adjacent
-// columns 16 t .. 16 t + 15 (k-step s: 16 t + 4 s .. 16 t + 4 s + 3), so that the activations of
-// its B fragments for a whole tile are one 32-byte run per activation row; TileForGpu uses them
-// whenever every tile lies inside one scaling block column.
-constexpr int TileColumn(bool lane_runs, int t, int q) {
+// An mma sums over k in any order, so the tile's columns may sit at the fragments' k positions in
+// any order that keeps a scaling block's k-steps together. owf uses lane runs: the k-steps are
+// taken run_steps at a time (4, 2 or 1: 64, 32 or 16 columns), and inside such a span lane t
+// holds the 4 * run_steps adjacent columns starting at 4 * run_steps * t (k-step s: 4 of them).
+// With run_steps = 4 lane t holds columns 16 t .. 16 t + 15 of the tile, so the activations of
+// its B fragments for a whole tile are one 32-byte run per activation row; with 2 they are two
+// 16-byte runs, with 1 four 8-byte runs. TileForGpu takes the longest runs that keep every span
+// inside one scaling block (4 where a tile never straddles two block columns, 2 for blocks a
+// multiple of 32 columns wide, else 1).
+constexpr int TileColumn(int run_steps, int t, int q) {
   const int s = q / 8, e = q % 8;
-  return lane_runs ? 16 * t + 4 * s + (e & 1) + 2 * (e >> 2) : 16 * s + 2 * t + (e & 1) + 8 * (e >> 2);
+  return 16 * run_steps * (s / run_steps) + 4 * run_steps * t + 4 * (s % run_steps) + (e & 1) + 2 * (e >> 2);
 }
 
 // Where the scale of (row, block column bc) sits in TiledMatrix::scales (in scales, not bytes):
@@ -70,7 +74,7 @@ struct TiledMatrix {
   int code_bits = 0;             // ceil(log2 K), 1..6
   std::vector<float> codebook;   // K entries
   int64_t row_tiles = 0, col_tiles = 0;
-  bool lane_runs = false;        // the column order inside tiles (TileColumn)
+  int run_steps = 4;             // k-steps per lane run: the column order inside tiles (TileColumn)
   std::vector<uint32_t> codes;   // row_tiles * col_tiles * 32 * code_bits words
   GpuScale scale_type = GpuScale::kNone;
   int64_t block_rows = 0, block_cols = 0, blocks_across = 0;
