@@ -1,5 +1,6 @@
 // The fused dequantise-GEMM for 17-64 activation rows (codes of at most 4 bits, tiles as the
-// small-batch kernels take them: lane runs, one scale per row per 64-column tile).
+// small-batch kernels take them: lane runs of 4 k-steps, one scale per row per 64-column tile; or,
+// with 4-bit codes, scaling blocks of 32 or 16 columns, lane runs of 2 or 1 k-steps).
 //
 // At 32-64 rows the small-batch kernels' design stops working: a warp that loads its own B
 // fragments reads 8-16 times more activation bytes than code bytes, and running 16-row chunks
@@ -31,37 +32,43 @@ constexpr int RowTilesPerWarp(int nt) { return nt <= 4 ? 4 : 2; }
 constexpr int BlockTiles(int nt) { return kWarps * RowTilesPerWarp(nt); }
 constexpr int kStages = 4;                        // steps staged ahead
 constexpr int kMinStepsPerBlock = 8;
-constexpr int kXStride = kTileCols + 8;           // bf16 per staged activation row: 144 bytes
 constexpr int kBf16 = static_cast<int>(GpuScale::kBf16), kFp32 = static_cast<int>(GpuScale::kFp32);
+// bf16 per staged activation row, so that a lane's B-fragment loads never conflict on banks:
+// 144 bytes for lane runs of 16 columns (16-byte loads), 192 for runs of 8 (16-byte loads: rows g
+// and g + 1 in different halves of the banks), 160 for runs of 4 (8-byte loads: 4 rows, 4 quarters).
+constexpr int XStride(int spt) { return spt == 1 ? kTileCols + 8 : spt == 2 ? kTileCols + 32 : kTileCols + 16; }
 
 // One stage in shared memory: the row block's codes (tile k at k * TileCodeBytes, in the GPU
-// layout: lane l's words at l * 4 * BITS), their scales (tile k's 16 at k * TileScaleBytes,
-// ScaleSlot order), then the column tile's activations for 8 nt rows (zeros past the batch and the
-// matrix).
+// layout: lane l's words at l * 4 * BITS), their scales (tile k's at k * TileScaleBytes: per
+// scaling block of the tile (spt of them), 16 in ScaleSlot order), then the column tile's
+// activations for 8 nt rows (zeros past the batch and the matrix).
 constexpr int TileCodeBytes(int bits) { return 32 * bits * 4; }
-constexpr int TileScaleBytes(int st) { return st == kBf16 ? 32 : st == kFp32 ? 64 : 0; }
-constexpr int StageBytes(int bits, int nt, int st) {
-  return BlockTiles(nt) * (TileCodeBytes(bits) + TileScaleBytes(st)) + nt * 8 * kXStride * 2;
+constexpr int BlockScaleBytes(int st) { return st == kBf16 ? 32 : st == kFp32 ? 64 : 0; }
+constexpr int TileScaleBytes(int st, int spt) { return spt * BlockScaleBytes(st); }
+constexpr int StageBytes(int bits, int nt, int st, int spt) {
+  return BlockTiles(nt) * (TileCodeBytes(bits) + TileScaleBytes(st, spt)) + nt * 8 * XStride(spt) * 2;
 }
 // The table (at the first 64 KB-aligned shared address, which may be up to 64 KB in), then the
 // stages.
-constexpr int SharedBytes(int bits, int nt, int st) {
-  return kTableAlign + LookupBytes(bits, true) + kStages * StageBytes(bits, nt, st);
+constexpr int SharedBytes(int bits, int nt, int st, int spt) {
+  return kTableAlign + LookupBytes(bits, true) + kStages * StageBytes(bits, nt, st, spt);
 }
 constexpr int RowBlockOutputs(int nt) { return BlockTiles(nt) * kTileRows * nt * 8; }
 
 // LO: the lo terms go through their own mmas; without (codebooks that are exactly bf16, such as
-// int4 or e2m1, whose lo terms are all zero) the same sums come from half the mmas.
-template <int BITS, int NT, int ST, bool LO>
+// int4 or e2m1, whose lo terms are all zero) the same sums come from half the mmas. SPT: scaling
+// blocks per tile (1; 2 or 4 for blocks of 32 or 16 columns, in lane runs of 4 / SPT k-steps).
+template <int BITS, int NT, int ST, bool LO, int SPT>
 __global__ void __launch_bounds__(kThreads, 1)
     GemmWideKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
                    int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy) {
   static_assert(BITS <= kMaxTensorBits);
   using L = Lookup<BITS, true>;
   constexpr int kRowTiles = RowTilesPerWarp(NT), kBlockTiles = BlockTiles(NT);
-  constexpr int kTileCode = TileCodeBytes(BITS), kTileScale = TileScaleBytes(ST);
+  constexpr int kTileCode = TileCodeBytes(BITS), kTileScale = TileScaleBytes(ST, SPT);
+  constexpr int kBlockScale = BlockScaleBytes(ST), kRunSteps = 4 / SPT, kXStride = XStride(SPT);
   constexpr int kCodeBytes = kBlockTiles * kTileCode, kScaleBytes = kBlockTiles * kTileScale;
-  constexpr int kStage = StageBytes(BITS, NT, ST), kOut = RowBlockOutputs(NT);
+  constexpr int kStage = StageBytes(BITS, NT, ST, SPT), kOut = RowBlockOutputs(NT);
   extern __shared__ __align__(16) unsigned char smem[];
   const uint32_t table_address = AlignedTableAddress(smem);
   unsigned char* table = smem + (table_address - static_cast<uint32_t>(__cvta_generic_to_shared(smem)));
@@ -80,28 +87,29 @@ __global__ void __launch_bounds__(kThreads, 1)
   // block wrb, column tile wj), which need nothing from the previous kernel, and stage_x() the
   // activations of the step at the activation cursor's column tile xj, which do; each into slot
   // `slot` and each moves its cursor on. A thread's chunks are fixed: c = threadIdx.x + u kThreads
-  // (code chunk c: 16 bytes of tile c / kChunks of the row block), its scale chunk is threadIdx.x,
-  // and its sources for the cursor's row block are kept (code_src, scale_src), so that a step
-  // costs a thread a few adds per copy.
+  // (code chunk c: 16 bytes of tile c / kChunks of the row block; scale chunk c likewise), and its
+  // sources for the cursor's row block are kept (code_src, scale_src), so that a step costs a
+  // thread a few adds per copy.
   constexpr int kChunks = kTileCode / 16, kCodeChunks = kBlockTiles * kChunks;
   constexpr int kCodePer = (kCodeChunks + kThreads - 1) / kThreads;
   constexpr int kScalePerTile = kTileScale / 16, kScaleChunks = kBlockTiles * kScalePerTile;
-  static_assert(kScaleChunks <= kThreads);
+  constexpr int kScalePer = (kScaleChunks + kThreads - 1) / kThreads;
   const int tid = static_cast<int>(threadIdx.x);
   int wrb = m0 / C, wj = m0 - wrb * C, xj = wj;
   const uint32_t* code_src[kCodePer];
-  const uint8_t* scale_src = a.scales;
+  const uint8_t* scale_src[kScalePer > 0 ? kScalePer : 1];
   auto set_weight_row = [&]() {
 #pragma unroll
     for (int u = 0; u < kCodePer; ++u) {
       const int c = tid + u * kThreads, i = min(wrb * kBlockTiles + c / kChunks, last_tile_row);
       code_src[u] = a.codes + (static_cast<int64_t>(i) * C * 32 * BITS + (c % kChunks) * 4);
     }
-    if constexpr (kTileScale > 0) {
-      if (tid < kScaleChunks) {
-        const int i = min(wrb * kBlockTiles + tid / kScalePerTile, last_tile_row);
-        scale_src = a.scales + ScaleSlot(static_cast<int64_t>(i) * kTileRows, 0, a.blocks_across) * (kTileScale / 16) +
-                    (tid % kScalePerTile) * 16;
+    if constexpr (kScalePerTile > 0) {
+#pragma unroll
+      for (int u = 0; u < kScalePer; ++u) {
+        const int c = tid + u * kThreads, i = min(wrb * kBlockTiles + c / kScalePerTile, last_tile_row);
+        scale_src[u] = a.scales + ScaleSlot(static_cast<int64_t>(i) * kTileRows, 0, a.blocks_across) * (kBlockScale / 16) +
+                       (c % kScalePerTile) * 16;
       }
     }
   };
@@ -112,8 +120,20 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int u = 0; u < kCodePer; ++u)
       if (kCodeChunks % kThreads == 0 || tid + u * kThreads < kCodeChunks)
         CopyAsync16(base + (tid + u * kThreads) * 16, code_src[u] + wj * 32 * BITS, 16);
-    if constexpr (kTileScale > 0) {  // block column wj >> col_shift: 16 scales on per block column
-      if (tid < kScaleChunks) CopyAsync16(base + kCodeBytes + tid * 16, scale_src + (wj >> ws.col_shift) * kTileScale, 16);
+    // One block per tile: block column wj >> col_shift. SPT blocks: columns SPT wj .., those past
+    // the last one zeros (their activations are zeros too).
+#pragma unroll
+    for (int u = 0; u < kScalePer; ++u) {
+      const int c = tid + u * kThreads;
+      if constexpr (kScalePerTile > 0) {
+        if (kScaleChunks % kThreads != 0 && c >= kScaleChunks) continue;
+        if constexpr (SPT == 1) {
+          CopyAsync16(base + kCodeBytes + c * 16, scale_src[u] + (wj >> ws.col_shift) * kTileScale, 16);
+        } else {
+          const bool inside = wj * SPT + c % kScalePerTile * 16 / kBlockScale < a.blocks_across;
+          CopyAsync16(base + kCodeBytes + c * 16, scale_src[u] + (inside ? wj * kTileScale : 0), inside ? 16 : 0);
+        }
+      }
     }
     if (++wj == C) {
       wj = 0;
@@ -248,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     CopyAsyncCommit();
     const unsigned char* st = stages + (m % kStages) * kStage;
-    uint32_t w[kRowTiles][BITS], raw[kRowTiles][2];
+    uint32_t w[kRowTiles][BITS], raw[kRowTiles][SPT][2];
 #pragma unroll
     for (int r = 0; r < kRowTiles; ++r) {
       const int k = warp * kRowTiles + r;
@@ -263,22 +283,46 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int b = 0; b < BITS; ++b) w[r][b] = words[b];
       }
-      const unsigned char* sc = st + kCodeBytes + k * kTileScale;
-      if constexpr (ST == kBf16) {
-        raw[r][0] = reinterpret_cast<const uint32_t*>(sc)[g];
-      } else if constexpr (ST == kFp32) {
-        const uint2 v = reinterpret_cast<const uint2*>(sc)[g];
-        raw[r][0] = v.x, raw[r][1] = v.y;
+#pragma unroll
+      for (int q = 0; q < SPT; ++q) {
+        const unsigned char* sc = st + kCodeBytes + k * kTileScale + q * kBlockScale;
+        if constexpr (ST == kBf16) {
+          raw[r][q][0] = reinterpret_cast<const uint32_t*>(sc)[g];
+        } else if constexpr (ST == kFp32) {
+          const uint2 v = reinterpret_cast<const uint2*>(sc)[g];
+          raw[r][q][0] = v.x, raw[r][q][1] = v.y;
+        }
       }
     }
     float part[kRowTiles][NT][4];
     clear(part);
-    const uint16_t* xs = reinterpret_cast<const uint16_t*>(st + kCodeBytes + kScaleBytes) + g * kXStride + 16 * t;
+    // Adds the sums of scaling block q (all k-steps for SPT = 1) times their scales, and clears them.
+    auto add_block = [&](int q) {
+#pragma unroll
+      for (int r = 0; r < kRowTiles; ++r) {
+        const float s0 = ScaleValue<ST>(raw[r][q], 0), s1 = ScaleValue<ST>(raw[r][q], 1);
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[r][nt][i] = fmaf(i < 2 ? s0 : s1, part[r][nt][i], acc[r][nt][i]);
+      }
+      clear(part);
+    };
+    const uint16_t* xs = reinterpret_cast<const uint16_t*>(st + kCodeBytes + kScaleBytes) + g * kXStride;
 #pragma unroll
     for (int sp = 0; sp < 2; ++sp) {  // k-steps 2 sp and 2 sp + 1: 8 columns of each activation row
       uint4 xb[NT];
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) xb[nt] = *reinterpret_cast<const uint4*>(xs + nt * 8 * kXStride + 8 * sp);
+      for (int nt = 0; nt < NT; ++nt) {
+        const uint16_t* xr = xs + nt * 8 * kXStride;
+        if constexpr (kRunSteps == 1) {  // runs of 4 columns: k-step 2 sp, then 2 sp + 1
+          const uint2 u = *reinterpret_cast<const uint2*>(xr + TileColumn(1, t, 16 * sp));
+          const uint2 v = *reinterpret_cast<const uint2*>(xr + TileColumn(1, t, 16 * sp + 8));
+          xb[nt] = make_uint4(u.x, u.y, v.x, v.y);
+        } else {
+          xb[nt] = *reinterpret_cast<const uint4*>(xr + TileColumn(kRunSteps, t, 16 * sp));
+        }
+      }
 #pragma unroll
       for (int ss = 0; ss < 2; ++ss) {
         const int s = 2 * sp + ss;
@@ -299,16 +343,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt)
               Mma(part[r][nt], h ? lo[r] : hi[r], ss ? xb[nt].z : xb[nt].x, ss ? xb[nt].w : xb[nt].y);
+        if constexpr (SPT == 4) add_block(s);
       }
+      if constexpr (SPT == 2) add_block(sp);
     }
-#pragma unroll
-    for (int r = 0; r < kRowTiles; ++r) {
-      const float s0 = ScaleValue<ST>(raw[r], 0), s1 = ScaleValue<ST>(raw[r], 1);
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[r][nt][i] = fmaf(i < 2 ? s0 : s1, part[r][nt][i], acc[r][nt][i]);
-    }
+    if constexpr (SPT == 1) add_block(0);
     if (++j == C || m + 1 == m1) {
       flush(rb);
       if (j == C) j = 0, ++rb;
@@ -317,49 +356,68 @@ __global__ void __launch_bounds__(kThreads, 1)
   CopyAsyncWait<0>();
 }
 
-template <int BITS, int NT, int ST, bool LO>
+template <int BITS, int NT, int ST, bool LO, int SPT>
 Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
               int64_t ldy, cudaStream_t stream) {
-  const auto kernel = GemmWideKernel<BITS, NT, ST, LO>;
+  const auto kernel = GemmWideKernel<BITS, NT, ST, LO, SPT>;
   static const Status allowed = AllowAllSharedMemory(kernel);
   OWF_RETURN_IF_ERROR(allowed);
   const bool x_aligned16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
-  return LaunchAfterPrevious(kernel, ws.blocks, kThreads, SharedBytes(BITS, NT, ST), stream, a, ws, x, ldx,
+  return LaunchAfterPrevious(kernel, ws.blocks, kThreads, SharedBytes(BITS, NT, ST, SPT), stream, a, ws, x, ldx,
                              x_aligned16, batch, y, ldy);
 }
 
-template <int BITS, int NT, bool LO>
+template <int BITS, int NT, bool LO, int SPT>
 Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                    int64_t ldy, cudaStream_t stream) {
   switch (static_cast<GpuScale>(a.scale_type)) {
-    case GpuScale::kBf16: return Launch<BITS, NT, kBf16, LO>(a, ws, x, ldx, batch, y, ldy, stream);
-    case GpuScale::kFp32: return Launch<BITS, NT, kFp32, LO>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kBf16: return Launch<BITS, NT, kBf16, LO, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kFp32: return Launch<BITS, NT, kFp32, LO, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
     case GpuScale::kNone: break;
   }
-  return Launch<BITS, NT, static_cast<int>(GpuScale::kNone), LO>(a, ws, x, ldx, batch, y, ldy, stream);
+  if constexpr (SPT == 1) return Launch<BITS, NT, static_cast<int>(GpuScale::kNone), LO, 1>(a, ws, x, ldx, batch, y, ldy, stream);
+  return InvalidArgument("scaling blocks narrower than a tile need scales");
 }
 
-template <int BITS, int NT>
+template <int BITS, int NT, int SPT>
 Status LaunchTerms(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                    int64_t ldy, cudaStream_t stream) {
   if constexpr (BITS >= 3) {  // hi terms only: 3- and 4-bit grids (int3, int4, e2m1, e3m0)
-    if (a.book_bf16) return LaunchScale<BITS, NT, false>(a, ws, x, ldx, batch, y, ldy, stream);
+    if (a.book_bf16) return LaunchScale<BITS, NT, false, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
   }
-  return LaunchScale<BITS, NT, true>(a, ws, x, ldx, batch, y, ldy, stream);
+  return LaunchScale<BITS, NT, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+}
+
+// Scaling blocks per tile of a matrix the GEMVs take at 16 rows (GemvKernelRows): 1, or 2 and 4
+// for 4-bit codes in blocks of 32 and 16 columns (lane runs of 2 and 1 k-steps).
+int WideScalesPerTile(const MatrixArgs& a) { return 4 / a.run_steps; }
+
+template <int BITS, int NT>
+Status LaunchBlocks(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
+                    int64_t ldy, cudaStream_t stream) {
+  const int spt = WideScalesPerTile(a);
+  if (spt == 1) return LaunchTerms<BITS, NT, 1>(a, ws, x, ldx, batch, y, ldy, stream);
+  if constexpr (BITS == 4) {
+    if (spt == 2) return LaunchTerms<BITS, NT, 2>(a, ws, x, ldx, batch, y, ldy, stream);
+    if (spt == 4) return LaunchTerms<BITS, NT, 4>(a, ws, x, ldx, batch, y, ldy, stream);
+  }
+  return InvalidArgument("the wide GEMM takes scaling blocks narrower than a tile with 4-bit codes only");
 }
 
 }  // namespace
 
 int GemmWideRows(const MatrixArgs& a, int batch) {
   if (batch <= kGemvMaxBatch || batch > 64 || a.code_bits > kMaxTensorBits) return 0;
-  // The tile geometry the GEMVs take, with one scale per row per tile (lane runs).
-  if (a.run_steps != 4 || GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;
+  // The tile geometries the GEMVs take: one scale per row per tile, or 4-bit codes in blocks of 32
+  // or 16 columns.
+  if (GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;
   const int rows = batch <= 32 ? 32 : 64;
   // At 17-32 rows two 16-row GEMVs (weights read twice) beat this kernel on matrices of fewer than
   // 8192 rows (4096x4096: 26 against 30 us; 4096x14336: 47 against 48 us; README).
   if (rows == 32 && a.rows < 8192) return 0;
   const auto max_bytes = MaxSharedBytes();
-  if (!max_bytes.ok() || SharedBytes(a.code_bits, rows / 8, a.scale_type) > *max_bytes - 1024) return 0;
+  if (!max_bytes.ok() || SharedBytes(a.code_bits, rows / 8, a.scale_type, WideScalesPerTile(a)) > *max_bytes - 1024)
+    return 0;
   return rows;
 }
 
@@ -387,8 +445,8 @@ Status LaunchGemmWide(const MatrixArgs& a, const GemvWorkspace& ws, const uint16
     if constexpr (kBits > kMaxTensorBits) {
       return InvalidArgument("the wide GEMM takes codes of at most 4 bits");
     } else {
-      if (kernel_rows == 32) return LaunchTerms<kBits, 4>(a, ws, x, ldx, batch, y, ldy, stream);
-      return LaunchTerms<kBits, 8>(a, ws, x, ldx, batch, y, ldy, stream);
+      if (kernel_rows == 32) return LaunchBlocks<kBits, 4>(a, ws, x, ldx, batch, y, ldy, stream);
+      return LaunchBlocks<kBits, 8>(a, ws, x, ldx, batch, y, ldy, stream);
     }
   });
 }

@@ -237,8 +237,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int u = base + k * kThreads + static_cast<int>(threadIdx.x);
       const int b = u / (C * 16), q = u - b * C * 16;  // q: tile q >> 4, k-step (q >> 2) & 3, t = q & 3
       const int tile_col = (q >> 4) * 64;
-      const int c0 = tile_col + FragmentColumn(a.run_steps, q & 3, (q >> 2) & 3, 0);
-      const int c1 = tile_col + FragmentColumn(a.run_steps, q & 3, (q >> 2) & 3, 1);
+      const int c0 = tile_col + FragmentColumn(kRunSteps, q & 3, (q >> 2) & 3, 0);
+      const int c1 = tile_col + FragmentColumn(kRunSteps, q & 3, (q >> 2) & 3, 1);
       xlo[k] = xhi[k] = 0;  // bf16 pairs at c0 and c1 (cols is even)
       if (u < x_units && b < batch && c0 < a.cols) xlo[k] = __ldg(reinterpret_cast<const uint32_t*>(x + b * ldx + c0));
       if (u < x_units && b < batch && c1 < a.cols) xhi[k] = __ldg(reinterpret_cast<const uint32_t*>(x + b * ldx + c1));

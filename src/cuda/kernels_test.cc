@@ -192,8 +192,9 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
 // Batches 17-64 on the wide GEMM (codes of at most 4 bits, tiles the small-batch kernels take;
 // its 32-row kernel takes matrices of 8192 rows or more, the tall ones here, and 16-row chunks the
 // others): row blocks split across block ranges, partial row and column tiles, 1- to 4-bit codes,
-// bf16 and fp32 scales, 2-D blocks, outliers, and activations that are 16-byte aligned (staged 16
-// bytes at a time) or only 4-byte aligned (staged in pairs).
+// bf16 and fp32 scales, 2-D blocks, outliers, 4-bit codes in blocks of 32 and 16 columns (lane
+// runs of 8 and 4 columns, last tiles whose later blocks lie past the matrix), and activations
+// that are 16-byte aligned (staged 16 bytes at a time) or only 4-byte aligned (staged in pairs).
 TEST(CudaKernels, WideGemmMatchesTheCpuReference) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(14);
@@ -208,7 +209,10 @@ TEST(CudaKernels, WideGemmMatchesTheCpuReference) {
       {"crd4(t,df=5)@64:absmax+outliers(0.01)", 8200, 320},
       {"int3@128:absmax:fp32", 8195, 448},
       {"int2@64:absmax", 9000, 192},
-      {"e2m1@32:absmax:e8m0", 300, 1000},  // blocks narrower than a tile: 16-row chunks
+      {"e2m1@32:absmax:e8m0", 300, 1000},
+      {"crd4(t,df=5)@32:absmax:fp32+outliers(0.01)", 140, 990},
+      {"int4@16:absmax:fp16", 200, 1000},
+      {"nf4@16:absmax", 8210, 160},
   };
   ExpectGemmsMatch(matrices, {17, 24, 32, 40, 64}, rng, /*alternate_alignment=*/true);
 }

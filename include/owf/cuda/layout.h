@@ -38,9 +38,11 @@ inline constexpr int kMaxCodebook = 64;
 // 16-byte runs, with 1 four 8-byte runs. TileForGpu takes the longest runs that keep every span
 // inside one scaling block (4 where a tile never straddles two block columns, 2 for blocks a
 // multiple of 32 columns wide, else 1).
+// (run_steps is 1, 2 or 4: s / run_steps is s >> (run_steps >> 1), cheap where it is not a
+// compile-time constant.)
 constexpr int TileColumn(int run_steps, int t, int q) {
-  const int s = q / 8, e = q % 8;
-  return 16 * run_steps * (s / run_steps) + 4 * run_steps * t + 4 * (s % run_steps) + (e & 1) + 2 * (e >> 2);
+  const int s = q >> 3, e = q & 7;
+  return 16 * run_steps * (s >> (run_steps >> 1)) + 4 * run_steps * t + 4 * (s & (run_steps - 1)) + (e & 1) + 2 * (e >> 2);
 }
 
 // Where the scale of (row, block column bc) sits in TiledMatrix::scales (in scales, not bytes):
