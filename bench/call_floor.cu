@@ -26,16 +26,9 @@
 #include <utility>
 #include <vector>
 
-namespace {
+#include "cuda_check.h"
 
-#define CHECK_CUDA(call)                                                                          \
-  do {                                                                                            \
-    cudaError_t e_ = (call);                                                                      \
-    if (e_ != cudaSuccess) {                                                                      \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                               \
-    }                                                                                             \
-  } while (0)
+namespace {
 
 constexpr int kThreads = 512, kWarps = kThreads / 32;
 constexpr int kGroup = 5;  // warps per cross-SM reduction group

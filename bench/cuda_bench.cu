@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda_check.h"
 #include "owf/cuda/kernels.h"
 #include "owf/cuda/layout.h"
 #include "owf/formats/quantise.h"
@@ -38,14 +39,6 @@ namespace {
 
 constexpr double kPeakBytesPerSecond = 3.35e12;  // H100 SXM5 HBM3
 
-#define CHECK_CUDA(call)                                                                            \
-  do {                                                                                              \
-    cudaError_t e_ = (call);                                                                        \
-    if (e_ != cudaSuccess) {                                                                        \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));   \
-      std::exit(1);                                                                                 \
-    }                                                                                               \
-  } while (0)
 #define CHECK_CUBLAS(call)                                                              \
   do {                                                                                  \
     cublasStatus_t s_ = (call);                                                         \

@@ -1,6 +1,6 @@
 // The fused dequantise-GEMM for 17-64 activation rows (codes of at most 4 bits, tiles as the
 // small-batch kernels take them: lane runs of 4 k-steps, one scale per row per 64-column tile; or,
-// with 4-bit codes, scaling blocks of 32 or 16 columns, lane runs of 2 or 1 k-steps).
+// with 2- to 4-bit codes, scaling blocks of 32 or 16 columns, lane runs of 2 or 1 k-steps).
 //
 // At 32-64 rows the small-batch kernels' design stops working: a warp that loads its own B
 // fragments reads 8-16 times more activation bytes than code bytes, and running 16-row chunks
@@ -389,7 +389,7 @@ Status LaunchTerms(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 }
 
 // Scaling blocks per tile of a matrix the GEMVs take at 16 rows (GemvKernelRows): 1, or 2 and 4
-// for 4-bit codes in blocks of 32 and 16 columns (lane runs of 2 and 1 k-steps).
+// for blocks of 32 and 16 columns (lane runs of 2 and 1 k-steps; 2- to 4-bit codes).
 int WideScalesPerTile(const MatrixArgs& a) { return 4 / a.run_steps; }
 
 template <int BITS, int NT>
@@ -397,19 +397,18 @@ Status LaunchBlocks(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t
                     int64_t ldy, cudaStream_t stream) {
   const int spt = WideScalesPerTile(a);
   if (spt == 1) return LaunchTerms<BITS, NT, 1>(a, ws, x, ldx, batch, y, ldy, stream);
-  if constexpr (BITS == 4) {
+  if constexpr (BITS >= 2) {  // blocks of 32 or 16 columns: 2- to 4-bit codes (GemvKernelRows)
     if (spt == 2) return LaunchTerms<BITS, NT, 2>(a, ws, x, ldx, batch, y, ldy, stream);
     if (spt == 4) return LaunchTerms<BITS, NT, 4>(a, ws, x, ldx, batch, y, ldy, stream);
   }
-  return InvalidArgument("the wide GEMM takes scaling blocks narrower than a tile with 4-bit codes only");
+  return InvalidArgument("the wide GEMM takes blocks of 32 or 16 columns with 2- to 4-bit codes");
 }
 
 }  // namespace
 
 int GemmWideRows(const MatrixArgs& a, int batch) {
   if (batch <= kGemvMaxBatch || batch > 64 || a.code_bits > kMaxTensorBits) return 0;
-  // The tile geometries the GEMVs take: one scale per row per tile, or 4-bit codes in blocks of 32
-  // or 16 columns.
+  // The tile geometries the GEMVs take: one scale per row per tile, or blocks of 32 or 16 columns.
   if (GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;
   const int rows = batch <= 32 ? 32 : 64;
   // At 17-32 rows two 16-row GEMVs (weights read twice) beat this kernel on matrices of fewer than

@@ -66,8 +66,9 @@ constexpr int RowTilesPerStep(int kernel_rows) { return kernel_rows == 1 || kern
 
 // Scaling blocks per 64-column tile as the kernels see them: 1 without scales, with one block
 // across or blocks of 64 * 2^k columns (ScaleColumnShift); 2 or 4 for blocks of 32 or 16 columns;
-// 0 for other widths (the split-K GEMM takes those).
-constexpr int kNarrowBlockBits = 4;  // the code width the narrow-block kernels are built for
+// 0 for other widths (the split-K GEMM takes those). Blocks of 32 or 16 columns take codes of
+// kNarrowMinBits to kMaxTensorBits bits (the rest: the split-K GEMM; fewer kernels to build).
+constexpr int kNarrowMinBits = 2;
 int ScalesPerTile(const MatrixArgs& a) {
   if (a.scale_type == static_cast<int>(GpuScale::kNone) || a.blocks_across == 1) return 1;
   if (a.block_cols == 32 || a.block_cols == 16) return kTileCols / static_cast<int>(a.block_cols);
@@ -524,8 +525,8 @@ Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 
 // The kernel for kernel_rows with BITS-bit codes and SPT scaling blocks per tile: fp16 tables at
 // batch 1 where the codebook is exactly fp16, hi terms only on tensor cores where it is exactly
-// bf16 (3- and 4-bit grids: int4, e2m1, int3). Blocks narrower than a tile (SPT 2, 4: 4-bit codes,
-// GemvKernelRows) have no CUDA-core kernel of 4 rows.
+// bf16 (3- and 4-bit grids: int4, e2m1, int3). Blocks narrower than a tile (SPT 2, 4) have no
+// CUDA-core kernel of 4 rows (GemvKernelRows).
 template <int BITS, int SPT>
 Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                   int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
@@ -588,11 +589,12 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
   if ((a.row_tiles + 3) * a.col_tiles * 32 * a.code_bits >= (int64_t{1} << 31) || a.rows * a.blocks_across >= (int64_t{1} << 31))
     return 0;
   // One scale per row per 64-column tile (blocks 64 * 2^k columns wide, one block across, or no
-  // scales) with lane runs of 4 k-steps; or, with 4-bit codes, blocks of 32 or 16 columns (MX- and
-  // NV-style formats: 2 or 4 per tile, lane runs of 2 or 1 k-steps) on the kernels of 1, 2, 8 and
-  // 16 rows.
+  // scales) with lane runs of 4 k-steps; or, with 2- to 4-bit codes, blocks of 32 or 16 columns
+  // (MX- and NV-style formats: 2 or 4 per tile, lane runs of 2 or 1 k-steps) on the kernels of 1,
+  // 2, 8 and 16 rows.
   const int spt = ScalesPerTile(a);
-  if (spt == 0 || a.run_steps != 4 / spt || (spt > 1 && a.code_bits != kNarrowBlockBits)) return 0;
+  if (spt == 0 || a.run_steps != 4 / spt) return 0;
+  if (spt > 1 && (a.code_bits < kNarrowMinBits || a.code_bits > kMaxTensorBits)) return 0;
   const auto max_bytes = MaxSharedBytes();
   if (!max_bytes.ok()) return 0;
   const auto fits = [&](int rows) {
@@ -615,7 +617,7 @@ Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
     constexpr int kBits = decltype(bits)::value;
     const int spt = ScalesPerTile(a);
     if (spt == 1) return LaunchBits<kBits, 1>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-    if constexpr (kBits == kNarrowBlockBits) {  // blocks of 32 or 16 columns (MX- and NV-style formats)
+    if constexpr (kBits >= kNarrowMinBits && kBits <= kMaxTensorBits) {  // blocks of 32 or 16 columns
       if (spt == 2) return LaunchBits<kBits, 2>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
       if (spt == 4) return LaunchBits<kBits, 4>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
     }

@@ -179,11 +179,15 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
       {"crd6(normal)@256:absmax:fp32", 130, 2304},
       {"crd4(t,df=5)@4x64:absmax", 202, 1536},  // 2-D blocks: each row holds its block's scale
       {"int4@64:absmax", 90, 16384},  // fp16 tables; at batch 1 64 KB of activations beside the table
-      // Blocks of 32 and 16 columns (2 and 4 per tile; batches 1-2 on CUDA cores, the rest on the
-      // GEMM), including a last tile whose later blocks lie past the matrix (990 and 1000 columns).
+      // Blocks of 32 and 16 columns (2 and 4 per tile; 2- to 4-bit codes at batches 1-2 on CUDA
+      // cores and 4-16 on tensor cores, 5-bit codes on the GEMM), including a last tile whose later
+      // blocks lie past the matrix (990 and 1000 columns).
       {"e2m1@32:absmax:e8m0+outliers(0.01)", 1000, 4096},
       {"crd4(t,df=5)@32:absmax", 300, 990},
       {"int4@16:absmax:fp16", 200, 1000},
+      {"crd3(t,df=5)@32:absmax+outliers(0.01)", 300, 990},
+      {"int2@16:absmax", 150, 1000},
+      {"crd5(t,df=7)@32:absmax:e4m3", 120, 640},
       {"crd4(t,df=5)@4x32:absmax", 202, 1536},
   };
   ExpectGemmsMatch(matrices, {1, 2, 4, 8, 16}, rng);
@@ -213,6 +217,8 @@ TEST(CudaKernels, WideGemmMatchesTheCpuReference) {
       {"crd4(t,df=5)@32:absmax:fp32+outliers(0.01)", 140, 990},
       {"int4@16:absmax:fp16", 200, 1000},
       {"nf4@16:absmax", 8210, 160},
+      {"crd3(t,df=5)@32:absmax+outliers(0.01)", 300, 1000},
+      {"int2@16:absmax:fp32", 170, 480},
   };
   ExpectGemmsMatch(matrices, {17, 24, 32, 40, 64}, rng, /*alternate_alignment=*/true);
 }
