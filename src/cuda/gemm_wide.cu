@@ -5,9 +5,9 @@
 // At 32-64 rows the small-batch kernels' design stops working: a warp that loads its own B
 // fragments reads 8-16 times more activation bytes than code bytes, and running 16-row chunks
 // reads the weights once per chunk. Here a block of 8 warps takes a step of 16 row tiles (2 per
-// warp; at 32 rows 32, 4 per warp) by one column tile, and stages the step's codes, scales and activations into shared memory
-// with cp.async, 4 steps deep, so that each column tile's activations are read from global memory
-// once per block and shared by its 8 warps. A lane then turns a pair of its codes into the hi and
+// warp; at 32 rows 32, 4 per warp) by one column tile, and stages the step's codes, scales and
+// activations into shared memory with cp.async, 4 steps deep (3 where 4 do not fit), so that each
+// column tile's activations are read from global memory once per block and shared by its 8 warps. A lane then turns a pair of its codes into the hi and
 // lo bf16 terms of the pair's mma A-fragment registers with one byte permute and two
 // shared-memory loads from its own copy of the tensor-core pair table (lookup.cuh), and both go
 // through m16n8k16 mmas against 4 or 8 n-tiles of activations, loaded 16 bytes at a time from
@@ -30,7 +30,6 @@ constexpr int kThreads = kWarps * 32;
 // Row tiles per warp in a step (a warp's B fragments serve them all), and per block (a row block).
 constexpr int RowTilesPerWarp(int nt) { return nt <= 4 ? 4 : 2; }
 constexpr int BlockTiles(int nt) { return kWarps * RowTilesPerWarp(nt); }
-constexpr int kStages = 4;                        // steps staged ahead
 constexpr int kMinStepsPerBlock = 8;
 constexpr int kBf16 = static_cast<int>(GpuScale::kBf16), kFp32 = static_cast<int>(GpuScale::kFp32);
 // bf16 per staged activation row, so that a lane's B-fragment loads never conflict on banks:
@@ -48,10 +47,16 @@ constexpr int TileScaleBytes(int st, int spt) { return spt * BlockScaleBytes(st)
 constexpr int StageBytes(int bits, int nt, int st, int spt) {
   return BlockTiles(nt) * (TileCodeBytes(bits) + TileScaleBytes(st, spt)) + nt * 8 * XStride(spt) * 2;
 }
+// Steps staged ahead: 4, or 3 where 4 stages do not fit in the 227 KB of shared memory a block of
+// an H100 or H200 may have (the 32-row kernel with blocks of 16 columns, or of 32 with fp32 scales).
+constexpr int kSharedLimit = 227 * 1024 - 1024;  // less the static shared memory (GemmWideRows)
+constexpr int Stages(int bits, int nt, int st, int spt) {
+  return kTableAlign + LookupBytes(bits, true) + 4 * StageBytes(bits, nt, st, spt) <= kSharedLimit ? 4 : 3;
+}
 // The table (at the first 64 KB-aligned shared address, which may be up to 64 KB in), then the
 // stages.
 constexpr int SharedBytes(int bits, int nt, int st, int spt) {
-  return kTableAlign + LookupBytes(bits, true) + kStages * StageBytes(bits, nt, st, spt);
+  return kTableAlign + LookupBytes(bits, true) + Stages(bits, nt, st, spt) * StageBytes(bits, nt, st, spt);
 }
 constexpr int RowBlockOutputs(int nt) { return BlockTiles(nt) * kTileRows * nt * 8; }
 
@@ -69,6 +74,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kBlockScale = BlockScaleBytes(ST), kRunSteps = 4 / SPT, kXStride = XStride(SPT);
   constexpr int kCodeBytes = kBlockTiles * kTileCode, kScaleBytes = kBlockTiles * kTileScale;
   constexpr int kStage = StageBytes(BITS, NT, ST, SPT), kOut = RowBlockOutputs(NT);
+  constexpr int kStages = Stages(BITS, NT, ST, SPT);
   extern __shared__ __align__(16) unsigned char smem[];
   const uint32_t table_address = AlignedTableAddress(smem);
   unsigned char* table = smem + (table_address - static_cast<uint32_t>(__cvta_generic_to_shared(smem)));
