@@ -26,8 +26,9 @@ Slot Locate(const TiledMatrix& m, int64_t row, int64_t col) {
   const int64_t tile = (row / kTileRows) * m.col_tiles + col / kTileCols;
   const int rr = static_cast<int>(row % kTileRows), cc = static_cast<int>(col % kTileCols);
   // The inverse of TileColumn: k-step s, lane t and the column's place w among the lane's 4
-  // columns of k-step s.
-  const int rs = m.run_steps, within = cc % (16 * rs);
+  // columns of k-step s. (run_steps is 1, 2 or 4, as TileForGpu makes it and DeviceMatrix::Upload
+  // requires; other values read as 4 rather than divide by zero.)
+  const int rs = m.run_steps == 1 || m.run_steps == 2 ? m.run_steps : 4, within = cc % (16 * rs);
   const int s = cc / (16 * rs) * rs + within % (4 * rs) / 4;
   const int t = within / (4 * rs);
   const int w = cc % 4;

@@ -102,6 +102,21 @@ TEST(GpuLayout, InexactScalesAreStoredAsFp32) {
   EXPECT_EQ(exact->scale_type, GpuScale::kBf16);
 }
 
+// A hand-built TiledMatrix with lane runs that are not 1, 2 or 4 k-steps long (DeviceMatrix::Upload
+// rejects it) reads as runs of 4 in the CPU reference instead of dividing by zero.
+TEST(GpuLayout, TiledValueReadsOddLaneRunsAsRunsOfFour) {
+  auto q = Quantise({"int4@64:absmax", 16, 64});
+  ASSERT_TRUE(q.ok());
+  auto m = TileForGpu(ViewOf(*q));
+  ASSERT_TRUE(m.ok());
+  ASSERT_EQ(m->run_steps, 4);
+  TiledMatrix odd = *m;
+  for (const int steps : {0, 3, -2}) {
+    odd.run_steps = steps;
+    for (int64_t c = 0; c < 64; ++c) EXPECT_EQ(TiledValue(odd, 5, c), TiledValue(*m, 5, c)) << steps << " " << c;
+  }
+}
+
 TEST(GpuLayout, RejectsWhatTheKernelsCannotRun) {
   auto q = Quantise({"crd4(normal)@64:absmax", 16, 64});
   ASSERT_TRUE(q.ok());
