@@ -310,6 +310,17 @@ inline int ScaleColumnShift(const MatrixArgs& a) {
       if ((int64_t{kTileCols} << s) == a.block_cols) return s;
   return 30;
 }
+// Scaling blocks per 64-column tile as the small-batch kernels and the wide GEMM see them: 1
+// without scales, with one block across or blocks of 64 * 2^k columns (ScaleColumnShift); 2 or 4
+// for blocks of 32 or 16 columns; 0 for other widths (the split-K GEMM takes those).
+inline int ScalesPerTile(const MatrixArgs& a) {
+  if (a.scale_type == static_cast<int>(GpuScale::kNone) || a.blocks_across == 1) return 1;
+  if (a.block_cols == 32 || a.block_cols == 16) return kTileCols / static_cast<int>(a.block_cols);
+  return a.block_cols >= kTileCols && (a.block_cols & (a.block_cols - 1)) == 0 ? 1 : 0;
+}
+// What the small-batch kernels and the wide GEMM allow for their own static shared memory (the
+// codebook, a ticket) when they check their dynamic shared memory against the device's limit.
+constexpr int kStaticSharedBytes = 1024;
 #ifdef OWF_GEMV_TRACE
 // Diagnostic build (-DOWF_GEMV_TRACE=ON): the GEMV kernels write, per warp gw, the globaltimer
 // (ns) and clock64 at entry, after the prologue, after the main loop and at exit to

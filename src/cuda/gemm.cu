@@ -336,13 +336,11 @@ Result<int> GemmKParts(const MatrixArgs& a) {
 
 Status LaunchGemm(const MatrixArgs& a, const GemmWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                   int64_t ldy, cudaStream_t stream) {
-  int sps = 4;  // k-steps of 16 columns that share one scale
-  if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1) {
-    if (a.block_cols % 64 == 0) sps = 4;
-    else if (a.block_cols % 32 == 0) sps = 2;
-    else if (a.block_cols % 16 == 0) sps = 1;
-    else return InvalidArgument("Gemm needs scaling blocks whose width is a multiple of 16 columns");
-  }
+  if (a.scale_type != static_cast<int>(GpuScale::kNone) && a.blocks_across > 1 && a.block_cols % 16 != 0)
+    return InvalidArgument("Gemm needs scaling blocks whose width is a multiple of 16 columns");
+  // k-steps of 16 columns that share one scale: a lane run's (TileForGpu makes them as long as the
+  // scaling blocks allow, and DeviceMatrix::Upload rejects runs that straddle blocks).
+  const int sps = a.run_steps;
   return WithCodeBits(a.code_bits, [&](auto bits) {
     return LaunchBits<decltype(bits)::value>(a, ws, x, ldx, batch, y, ldy, sps, stream);
   });

@@ -7,11 +7,12 @@
 // reads the weights once per chunk. Here a block of 8 warps takes a step of 16 row tiles (2 per
 // warp; at 32 rows 32, 4 per warp) by one column tile, and stages the step's codes, scales and
 // activations into shared memory with cp.async, 4 steps deep (3 where 4 do not fit), so that each
-// column tile's activations are read from global memory once per block and shared by its 8 warps. A lane then turns a pair of its codes into the hi and
-// lo bf16 terms of the pair's mma A-fragment registers with one byte permute and two
-// shared-memory loads from its own copy of the tensor-core pair table (lookup.cuh), and both go
-// through m16n8k16 mmas against 4 or 8 n-tiles of activations, loaded 16 bytes at a time from
-// rows padded to 144 bytes (no bank conflicts). Codebooks that are exactly bf16 skip the lo terms.
+// column tile's activations are read from global memory once per block and shared by its 8 warps.
+// A lane then turns a pair of its codes into the hi and lo bf16 terms of the pair's mma A-fragment
+// registers with one byte permute and two shared-memory loads from its own copy of the
+// tensor-core pair table (lookup.cuh), and both go through m16n8k16 mmas against 4 or 8 n-tiles of
+// activations, loaded 16 or 8 bytes at a time from rows padded per lane-run width (XStride: no
+// bank conflicts). Codebooks that are exactly bf16 skip the lo terms.
 // At 64 rows the kernel is bound by mma issue with 8 warps per SM (README), not by bytes.
 //
 // Work split as in gemv.cu, by blocks: the steps (row blocks of 16 row tiles x column tiles, row
@@ -49,7 +50,7 @@ constexpr int StageBytes(int bits, int nt, int st, int spt) {
 }
 // Steps staged ahead: 4, or 3 where 4 stages do not fit in the 227 KB of shared memory a block of
 // an H100 or H200 may have (the 32-row kernel with blocks of 16 columns, or of 32 with fp32 scales).
-constexpr int kSharedLimit = 227 * 1024 - 1024;  // less the static shared memory (GemmWideRows)
+constexpr int kSharedLimit = 227 * 1024 - kStaticSharedBytes;
 constexpr int Stages(int bits, int nt, int st, int spt) {
   return kTableAlign + LookupBytes(bits, true) + 4 * StageBytes(bits, nt, st, spt) <= kSharedLimit ? 4 : 3;
 }
@@ -394,14 +395,10 @@ Status LaunchTerms(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
   return LaunchScale<BITS, NT, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
 }
 
-// Scaling blocks per tile of a matrix the GEMVs take at 16 rows (GemvKernelRows): 1, or 2 and 4
-// for blocks of 32 and 16 columns (lane runs of 2 and 1 k-steps; 2- to 4-bit codes).
-int WideScalesPerTile(const MatrixArgs& a) { return 4 / a.run_steps; }
-
 template <int BITS, int NT>
 Status LaunchBlocks(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                     int64_t ldy, cudaStream_t stream) {
-  const int spt = WideScalesPerTile(a);
+  const int spt = ScalesPerTile(a);  // 1, 2 or 4: GemmWideRows took the matrix
   if (spt == 1) return LaunchTerms<BITS, NT, 1>(a, ws, x, ldx, batch, y, ldy, stream);
   if constexpr (BITS >= 2) {  // blocks of 32 or 16 columns: 2- to 4-bit codes (GemvKernelRows)
     if (spt == 2) return LaunchTerms<BITS, NT, 2>(a, ws, x, ldx, batch, y, ldy, stream);
@@ -421,7 +418,8 @@ int GemmWideRows(const MatrixArgs& a, int batch) {
   // 8192 rows (4096x4096: 26 against 30 us; 4096x14336: 47 against 48 us; README).
   if (rows == 32 && a.rows < 8192) return 0;
   const auto max_bytes = MaxSharedBytes();
-  if (!max_bytes.ok() || SharedBytes(a.code_bits, rows / 8, a.scale_type, WideScalesPerTile(a)) > *max_bytes - 1024)
+  if (!max_bytes.ok() ||
+      SharedBytes(a.code_bits, rows / 8, a.scale_type, ScalesPerTile(a)) > *max_bytes - kStaticSharedBytes)
     return 0;
   return rows;
 }

@@ -53,7 +53,6 @@ __device__ __forceinline__ void Trace(int gw, int k) {
 constexpr int kWarps = 16;
 constexpr int kThreads = kWarps * 32;
 constexpr int kMinTilesPerWarp = 4;
-constexpr int kStaticSharedBytes = 1024;  // the kernel's static shared memory (the codebook), rounded up
 
 // The activation rows a kernel is built for: batch 1 and 2 have their own, 3-4, 5-8 and 9-16
 // share one each. Kernels of 8 and 16 rows use tensor cores.
@@ -64,16 +63,9 @@ constexpr bool OnTensorCores(int kernel_rows) { return kernel_rows >= 8; }
 // tile, which a lane holds in registers (shared-memory bandwidth is the tightest resource).
 constexpr int RowTilesPerStep(int kernel_rows) { return kernel_rows == 1 || kernel_rows == 8 ? 4 : 2; }
 
-// Scaling blocks per 64-column tile as the kernels see them: 1 without scales, with one block
-// across or blocks of 64 * 2^k columns (ScaleColumnShift); 2 or 4 for blocks of 32 or 16 columns;
-// 0 for other widths (the split-K GEMM takes those). Blocks of 32 or 16 columns take codes of
-// kNarrowMinBits to kMaxTensorBits bits (the rest: the split-K GEMM; fewer kernels to build).
+// Blocks of 32 or 16 columns (ScalesPerTile 2 or 4) take codes of kNarrowMinBits to
+// kMaxTensorBits bits (the rest: the split-K GEMM; fewer kernels to build).
 constexpr int kNarrowMinBits = 2;
-int ScalesPerTile(const MatrixArgs& a) {
-  if (a.scale_type == static_cast<int>(GpuScale::kNone) || a.blocks_across == 1) return 1;
-  if (a.block_cols == 32 || a.block_cols == 16) return kTileCols / static_cast<int>(a.block_cols);
-  return a.block_cols >= kTileCols && (a.block_cols & (a.block_cols - 1)) == 0 ? 1 : 0;
-}
 
 // Dynamic shared memory of a launch: the lookup table, then (CUDA cores) the activations as fp32.
 // On tensor cores the table starts at a shared-memory address that is a multiple of 65536, so
