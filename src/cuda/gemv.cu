@@ -63,8 +63,9 @@ constexpr bool OnTensorCores(int kernel_rows) { return kernel_rows >= 8; }
 // tile, which a lane holds in registers (shared-memory bandwidth is the tightest resource).
 constexpr int RowTilesPerStep(int kernel_rows) { return kernel_rows == 1 || kernel_rows == 8 ? 4 : 2; }
 
-// Blocks of 32 or 16 columns (ScalesPerTile 2 or 4) take codes of kNarrowMinBits to
-// kMaxTensorBits bits (the rest: the split-K GEMM; fewer kernels to build).
+// Blocks of 32 or 16 columns (ScalesPerTile 2 or 4) take codes of at least kNarrowMinBits bits:
+// 2-4 bit codes on every kernel but the CUDA-core 4-row one, 5-6 bit codes on the CUDA-core
+// kernels of 1 and 2 rows (the rest: the split-K GEMM; fewer kernels to build).
 constexpr int kNarrowMinBits = 2;
 
 // Dynamic shared memory of a launch: the lookup table, then (CUDA cores) the activations as fp32.
@@ -581,12 +582,13 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
   if ((a.row_tiles + 3) * a.col_tiles * 32 * a.code_bits >= (int64_t{1} << 31) || a.rows * a.blocks_across >= (int64_t{1} << 31))
     return 0;
   // One scale per row per 64-column tile (blocks 64 * 2^k columns wide, one block across, or no
-  // scales) with lane runs of 4 k-steps; or, with 2- to 4-bit codes, blocks of 32 or 16 columns
-  // (MX- and NV-style formats: 2 or 4 per tile, lane runs of 2 or 1 k-steps) on the kernels of 1,
-  // 2, 8 and 16 rows.
+  // scales) with lane runs of 4 k-steps; or blocks of 32 or 16 columns (MX- and NV-style
+  // formats, and the sub-blocks of two-level scales: 2 or 4 per tile, lane runs of 2 or 1
+  // k-steps) with 2- to 6-bit codes on the kernels of 1 and 2 rows, and 2- to 4-bit codes on
+  // those of 8 and 16 rows.
   const int spt = ScalesPerTile(a);
   if (spt == 0 || a.run_steps != 4 / spt) return 0;
-  if (spt > 1 && (a.code_bits < kNarrowMinBits || a.code_bits > kMaxTensorBits)) return 0;
+  if (spt > 1 && a.code_bits < kNarrowMinBits) return 0;
   const auto max_bytes = MaxSharedBytes();
   if (!max_bytes.ok()) return 0;
   const auto fits = [&](int rows) {
@@ -613,7 +615,7 @@ Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
     constexpr int kBits = decltype(bits)::value;
     const int spt = ScalesPerTile(a);
     if (spt == 1) return LaunchBits<kBits, 1>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-    if constexpr (kBits >= kNarrowMinBits && kBits <= kMaxTensorBits) {  // blocks of 32 or 16 columns
+    if constexpr (kBits >= kNarrowMinBits) {  // blocks of 32 or 16 columns
       if (spt == 2) return LaunchBits<kBits, 2>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
       if (spt == 4) return LaunchBits<kBits, 4>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
     }

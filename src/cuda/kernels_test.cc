@@ -171,15 +171,22 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
       {"crd6(normal)@256:absmax:fp32", 130, 2304},
       {"crd4(t,df=5)@4x64:absmax", 202, 1536},  // 2-D blocks: each row holds its block's scale
       {"int4@64:absmax", 90, 16384},  // fp16 tables; at batch 1 64 KB of activations beside the table
-      // Blocks of 32 and 16 columns (2 and 4 per tile; 2- to 4-bit codes at batches 1-2 on CUDA
-      // cores and 4-16 on tensor cores, 5-bit codes on the GEMM), including a last tile whose later
-      // blocks lie past the matrix (990 and 1000 columns).
+      // Blocks of 32 and 16 columns (2 and 4 per tile; 2- to 6-bit codes at batches 1-2 on CUDA
+      // cores, 2- to 4-bit codes at 4-16 on tensor cores and 5-6 bit codes there on the GEMM),
+      // including a last tile whose later blocks lie past the matrix (990 and 1000 columns).
       {"e2m1@32:absmax:e8m0+outliers(0.01)", 1000, 4096},
       {"crd4(t,df=5)@32:absmax", 300, 990},
       {"int4@16:absmax:fp16", 200, 1000},
       {"crd3(t,df=5)@32:absmax+outliers(0.01)", 300, 990},
       {"int2@16:absmax", 150, 1000},
       {"crd5(t,df=7)@32:absmax:e4m3", 120, 640},
+      {"crd5(t,df=7)@16:absmax+outliers(0.01)", 260, 1000},
+      {"crd6(normal)@32:absmax:fp32", 140, 2000},
+      {"crd6(normal)@16:absmax", 100, 990},
+      // Presets with two-level scales (fp32 per sub-block of 16 or 32 columns on the GPU) and
+      // 17 or 38 levels (5- and 6-bit codes).
+      {"fixed4.5", 200, 1024},
+      {"fixed5", 120, 1280},
       {"crd4(t,df=5)@4x32:absmax", 202, 1536},
   };
   ExpectGemmsMatch(matrices, {1, 2, 4, 8, 16}, rng);
