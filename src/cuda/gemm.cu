@@ -6,7 +6,8 @@
 // for 4-bit codes; the loads of 4 tiles are issued before any is used), and turns each pair of
 // codes into the two mma A-fragment registers of its hi and lo bf16 terms with ONE shared-memory
 // load from a table indexed by the pair (2^(2 bits) entries of {hi pair, lo pair}; for 3- and
-// 4-bit codes each lane reads its own copy of the table, so the loads never conflict on banks).
+// 4-bit codes each lane reads its own copy of the table, so the loads never conflict on banks;
+// 5- and 6-bit codes take two loads from a lane's copy of a per-code table, PairTable).
 // Both terms go through bf16 tensor-core mma against up to 8 tiles of 8 activations; block
 // scales multiply the fp32 partial sums of each scaling block. The warps' sums are added in a
 // fixed order; with k_parts > 1 the last block to finish a row tile (a ticket per row tile) adds
@@ -24,13 +25,18 @@ constexpr int kUnroll = 2;  // tiles whose codes a warp has in flight ahead of t
 
 // Tables indexed by a pair of codes (e = c0 + c1 * 2^BITS): the hi terms of both codes as one
 // bf16x2 register, and separately the lo terms. For 3- and 4-bit codes each lane has its own copy
-// (entry e of lane l at word e * 32 + l: a warp's loads never conflict on banks); the smaller
-// tables are conflict-free as they are, the larger ones are shared.
+// (entry e of lane l at word e * 32 + l: a warp's loads never conflict on banks); the 1- and 2-bit
+// tables are conflict-free as they are. 5- and 6-bit codes (kPerCode) have one table of each
+// code's split (hi | lo << 16), a copy per lane, and a pair's registers come from two loads and
+// two byte permutes: pair tables of 2^10 or 2^12 entries would be shared, and their random reads
+// conflict on banks.
 template <int BITS>
 struct PairTable {
-  static constexpr int kEntries = 1 << (2 * BITS);
-  static constexpr bool kPerLane = BITS == 3 || BITS == 4;
-  static constexpr int kBytes = kEntries * (kPerLane ? 32 : 1) * 4;  // one of the two tables
+  static constexpr bool kPerCode = BITS >= 5;
+  static constexpr int kEntries = 1 << (kPerCode ? BITS : 2 * BITS);
+  static constexpr bool kPerLane = BITS >= 3;
+  static constexpr int kTables = kPerCode ? 1 : 2;
+  static constexpr int kBytes = kEntries * (kPerLane ? 32 : 1) * 4;  // one table
 };
 
 // Row tiles a warp works on together (they share activation loads and loop overhead).
@@ -39,7 +45,8 @@ constexpr int kRowTilesPerWarp = NT <= 2 ? 2 : 1;
 
 template <int BITS, int NT>
 constexpr int SharedBytes() {
-  return 2 * PairTable<BITS>::kBytes + kWarps * kRowTilesPerWarp<NT> * NT * 128 * 4 + 16;  // tables, sums, ticket
+  return PairTable<BITS>::kTables * PairTable<BITS>::kBytes + kWarps * kRowTilesPerWarp<NT> * NT * 128 * 4 +
+         16;  // tables, sums, ticket
 }
 
 // Byte offset in a pair table of pair p (codes 2p, 2p + 1) of a lane's words; lane4 = lane * 4.
@@ -104,9 +111,16 @@ __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned
         uint32_t hi[4], lo[4];
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const uint32_t off = PairOffset<BITS>(cur[r], 4 * s + i, lane4);
-          hi[i] = *reinterpret_cast<const uint32_t*>(smem + off);
-          lo[i] = *reinterpret_cast<const uint32_t*>(smem + kLo + off);
+          if constexpr (PairTable<BITS>::kPerCode) {  // codes 2p and 2p + 1, p = 4 s + i
+            const uint32_t w0 = *reinterpret_cast<const uint32_t*>(smem + (FieldAt<BITS, BITS>(cur[r], 8 * s + 2 * i) << 7 | lane4));
+            const uint32_t w1 = *reinterpret_cast<const uint32_t*>(smem + (FieldAt<BITS, BITS>(cur[r], 8 * s + 2 * i + 1) << 7 | lane4));
+            hi[i] = __byte_perm(w0, w1, 0x5410);
+            lo[i] = __byte_perm(w0, w1, 0x7632);
+          } else {
+            const uint32_t off = PairOffset<BITS>(cur[r], 4 * s + i, lane4);
+            hi[i] = *reinterpret_cast<const uint32_t*>(smem + off);
+            lo[i] = *reinterpret_cast<const uint32_t*>(smem + kLo + off);
+          }
         }
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
@@ -149,8 +163,8 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1)
   constexpr int RT = kRowTilesPerWarp<NT>;
   extern __shared__ __align__(16) unsigned char smem[];
   uint32_t* hi_table = reinterpret_cast<uint32_t*>(smem);
-  uint32_t* lo_table = reinterpret_cast<uint32_t*>(smem + Table::kBytes);
-  float* partial = reinterpret_cast<float*>(smem + 2 * Table::kBytes);  // [kWarps][RT][NT * 128]
+  uint32_t* lo_table = reinterpret_cast<uint32_t*>(smem + Table::kBytes);  // pair tables only
+  float* partial = reinterpret_cast<float*>(smem + Table::kTables * Table::kBytes);  // [kWarps][RT][NT * 128]
   unsigned* ticket = reinterpret_cast<unsigned*>(partial + kWarps * RT * NT * 128);
 
   // Each code's split (hi | lo << 16) once, then the pair tables from those (shared-memory reads:
@@ -163,9 +177,13 @@ __global__ void __launch_bounds__(kThreads, NT == 1 ? 2 : 1)
   constexpr int kCopies = Table::kPerLane ? 32 : 1;
   for (int i = threadIdx.x; i < Table::kEntries * kCopies; i += kThreads) {
     const int e = i / kCopies;
-    const uint32_t s0 = split[e & ((1 << BITS) - 1)], s1 = split[e >> BITS];
-    hi_table[i] = (s0 & 0xFFFFu) | s1 << 16;
-    lo_table[i] = s0 >> 16 | (s1 & 0xFFFF0000u);
+    if constexpr (Table::kPerCode) {
+      hi_table[i] = split[e];
+    } else {
+      const uint32_t s0 = split[e & ((1 << BITS) - 1)], s1 = split[e >> BITS];
+      hi_table[i] = (s0 & 0xFFFFu) | s1 << 16;
+      lo_table[i] = s0 >> 16 | (s1 & 0xFFFF0000u);
+    }
   }
   __syncthreads();
 
