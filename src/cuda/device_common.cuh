@@ -290,10 +290,10 @@ Result<int> GemmKParts(const MatrixArgs& a);
 // The small-batch GEMV (gemv.cu) for 1..kGemvMaxBatch activation rows: a one-block-per-SM grid,
 // `warps` warps with work over `steps` (groups of row tiles x column tiles), and per group up to
 // `segments` partial sums (partial_floats in all). One plan per kernel shape
-// (kGemvPlans: kernels of 1, 2, 4, 8 and 16 rows; GemvPlanIndex); the partial sums and tickets
+// (kGemvPlans: kernels of 1, 2, 8 and 16 rows; GemvPlanIndex); the partial sums and tickets
 // come from scratch memory shared by the products on one stream (device_matrix.cu).
 constexpr int kGemvMaxBatch = 16;
-constexpr int kGemvPlans = 5;
+constexpr int kGemvPlans = 4;
 struct GemvWorkspace {
   float* partials = nullptr;    // partial_floats floats
   unsigned* tickets = nullptr;  // one counter per group (<= row_tiles), zero between calls

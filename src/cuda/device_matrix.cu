@@ -177,7 +177,7 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
     OWF_RETURN_IF_ERROR(s->Allocate(floats * sizeof(float), reinterpret_cast<void**>(&s->workspace.partials)));
   }
   OWF_ASSIGN_OR_RETURN(const int sms, detail::MultiprocessorCount());
-  for (int kernel_rows : {1, 2, 4, 8, 16})
+  for (int kernel_rows : {1, 2, 8, 16})
     s->gemv[detail::GemvPlanIndex(kernel_rows)] = detail::PlanGemv(a, sms, kernel_rows);
   for (int kernel_rows : {32, 64}) s->wide[kernel_rows / 64] = detail::PlanGemmWide(a, sms, kernel_rows);
   return DeviceMatrix(std::move(s));
@@ -196,7 +196,7 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
   // The small-batch kernels and the wide GEMM, with the stream's scratch; the split-K GEMM takes
-  // what they do not (other block widths, 5-6 bit codes past 4 rows).
+  // what they do not (other block widths, 1-bit codes in blocks narrower than a tile).
   const auto gemv = [&](int b0, int n, int rows) -> Status {
     detail::GemvWorkspace w = s_->gemv[detail::GemvPlanIndex(rows)];
     OWF_RETURN_IF_ERROR(UseGemvScratch(stream, w, a.row_tiles));

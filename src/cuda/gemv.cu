@@ -1,5 +1,6 @@
-// The small-batch (1-16 activation rows) fused dequantise-GEMV: fp32 on CUDA cores for 1-2 rows
-// (and 3-4 rows of 5-6 bit codes), bf16 tensor-core mma for 3-16 rows (codes of at most 4 bits).
+// The small-batch (1-16 activation rows) fused dequantise-GEMV: fp32 on CUDA cores for 1-2 rows,
+// bf16 tensor-core mma for 3-16 rows (5-6 bit codes: the 16-row kernel, with per-code tables,
+// Lookup).
 //
 // At batch 1 a 4-bit product is bound by reading the codes: the H100 streams 12.8 bytes per SM
 // per cycle, so a 16x64 tile (512 bytes of 4-bit codes) must cost at most ~160 warp instructions
@@ -54,18 +55,17 @@ constexpr int kWarps = 16;
 constexpr int kThreads = kWarps * 32;
 constexpr int kMinTilesPerWarp = 4;
 
-// The activation rows a kernel is built for: batch 1 and 2 have their own, 3-4, 5-8 and 9-16
-// share one each. Kernels of 8 and 16 rows use tensor cores.
-constexpr int KernelRows(int batch) { return batch <= 2 ? batch : batch <= 4 ? 4 : batch <= 8 ? 8 : 16; }
+// The activation rows a kernel is built for: batch 1 and 2 have their own, 3-8 and 9-16 share
+// one each. Kernels of 8 and 16 rows use tensor cores.
+constexpr int KernelRows(int batch) { return batch <= 2 ? batch : batch <= 8 ? 8 : 16; }
 constexpr bool OnTensorCores(int kernel_rows) { return kernel_rows >= 8; }
 
 // Rows of tiles a warp works on together (a step): they share the activations of each column
 // tile, which a lane holds in registers (shared-memory bandwidth is the tightest resource).
 constexpr int RowTilesPerStep(int kernel_rows) { return kernel_rows == 1 || kernel_rows == 8 ? 4 : 2; }
 
-// Blocks of 32 or 16 columns (ScalesPerTile 2 or 4) take codes of at least kNarrowMinBits bits:
-// 2-4 bit codes on every kernel but the CUDA-core 4-row one, 5-6 bit codes on the CUDA-core
-// kernels of 1 and 2 rows (the rest: the split-K GEMM; fewer kernels to build).
+// Blocks of 32 or 16 columns (ScalesPerTile 2 or 4) take codes of at least kNarrowMinBits bits
+// (1-bit codes: the split-K GEMM; fewer kernels to build).
 constexpr int kNarrowMinBits = 2;
 
 // Dynamic shared memory of a launch: the lookup table, then (CUDA cores) the activations as fp32.
@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     GemvKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
                int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy) {
   constexpr bool TC = OnTensorCores(B);
-  static_assert(!TC || BITS <= kMaxTensorBits, "tensor-core kernels take codes of at most 4 bits");
+  static_assert(!TC || BITS <= kMaxTensorBits || (B == 16 && LO), "5-6 bit codes on tensor cores: 16 rows, lo terms");
   using L = Lookup<BITS, TC, HALF>;
   static_assert(L::kIndexBits == Lookup<BITS, TC>::kIndexBits && L::kBytePerm == Lookup<BITS, TC>::kBytePerm,
                 "fp16 tables are addressed like fp32 ones (GroupOffset)");
@@ -422,7 +422,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t hi[4], lo[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        if constexpr (TC) {
+        if constexpr (TC && BITS > kMaxTensorBits) {  // codes 2p and 2p + 1 of pair p = 4 s + i
+          uint32_t w0, w1;
+          LoadHiTerm(table_address | FieldAt<BITS, BITS>(ring[r], 8 * s + 2 * i) * L::kRowBytes | copy, w0);
+          LoadHiTerm(table_address | FieldAt<BITS, BITS>(ring[r], 8 * s + 2 * i + 1) * L::kRowBytes | copy, w1);
+          hi[i] = __byte_perm(w0, w1, 0x5410);
+          lo[i] = __byte_perm(w0, w1, 0x7632);
+        } else if constexpr (TC) {
           const uint32_t address = TensorTermsAddress<BITS>(ring[r], 4 * s + i, table_address | copy);
           if constexpr (LO) LoadTerms(address, hi[i], lo[i]);
           else LoadHiTerm(address, hi[i]);
@@ -518,8 +524,8 @@ Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 
 // The kernel for kernel_rows with BITS-bit codes and SPT scaling blocks per tile: fp16 tables at
 // batch 1 where the codebook is exactly fp16, hi terms only on tensor cores where it is exactly
-// bf16 (3- and 4-bit grids: int4, e2m1, int3). Blocks narrower than a tile (SPT 2, 4) have no
-// CUDA-core kernel of 4 rows (GemvKernelRows).
+// bf16 (3- and 4-bit grids: int4, e2m1, int3); 5-6 bit codes take the 16-row kernel for 3-16
+// rows (GemvKernelRows).
 template <int BITS, int SPT>
 Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                   int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
@@ -528,10 +534,6 @@ Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
   }
   if (kernel_rows == 1) return LaunchScale<BITS, 1, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
   if (kernel_rows == 2) return LaunchScale<BITS, 2, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
-  if (kernel_rows == 4) {
-    if constexpr (SPT == 1) return LaunchScale<BITS, 4, false>(a, ws, x, ldx, batch, y, ldy, stream);
-    return Internal("no 4-row kernel for scaling blocks narrower than a tile");
-  }
   if constexpr (BITS <= kMaxTensorBits) {
     if constexpr (BITS >= 3) {
       if (a.book_bf16 && kernel_rows == 8) return LaunchScale<BITS, 8, false, false, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
@@ -539,7 +541,11 @@ Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
     }
     if (kernel_rows == 8) return LaunchScale<BITS, 8, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
     return LaunchScale<BITS, 16, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+  } else {  // 5-6 bit codes: the 16-row kernel only (fewer kernels to build)
+    if (kernel_rows == 16) return LaunchScale<BITS, 16, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
   }
+  return Internal("no small-batch kernel of " + std::to_string(kernel_rows) + " rows for " + std::to_string(BITS) +
+                  "-bit codes");
   return InvalidArgument("the small-batch tensor-core kernels take codes of at most 4 bits");
 }
 
@@ -553,8 +559,8 @@ Status SetGemvTrace(unsigned long long* trace) {
 #endif
 
 int GemvPlanIndex(int kernel_rows) {
-  static_assert(kGemvPlans == 5);
-  return kernel_rows <= 1 ? 0 : kernel_rows == 2 ? 1 : kernel_rows <= 4 ? 2 : kernel_rows <= 8 ? 3 : 4;
+  static_assert(kGemvPlans == 4);
+  return kernel_rows <= 1 ? 0 : kernel_rows == 2 ? 1 : kernel_rows <= 8 ? 2 : 3;
 }
 
 GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
@@ -575,8 +581,8 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
 }
 
 int GemvKernelRows(const MatrixArgs& a, int batch) {
-  static_assert(KernelRows(1) == 1 && KernelRows(2) == 2 && KernelRows(3) == 4 && KernelRows(5) == 8 &&
-                KernelRows(16) == 16 && kGemvMaxBatch == 16);
+  static_assert(KernelRows(1) == 1 && KernelRows(2) == 2 && KernelRows(3) == 8 && KernelRows(9) == 16 &&
+                kGemvMaxBatch == 16);
   if (batch < 1 || batch > kGemvMaxBatch) return 0;
   // 32-bit tile, word and scale indices.
   if ((a.row_tiles + 3) * a.col_tiles * 32 * a.code_bits >= (int64_t{1} << 31) || a.rows * a.blocks_across >= (int64_t{1} << 31))
@@ -584,29 +590,31 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
   // One scale per row per 64-column tile (blocks 64 * 2^k columns wide, one block across, or no
   // scales) with lane runs of 4 k-steps; or blocks of 32 or 16 columns (MX- and NV-style
   // formats, and the sub-blocks of two-level scales: 2 or 4 per tile, lane runs of 2 or 1
-  // k-steps) with 2- to 6-bit codes on the kernels of 1 and 2 rows, and 2- to 4-bit codes on
-  // those of 8 and 16 rows.
+  // k-steps) with 2- to 6-bit codes on the kernels of 1, 2, 8 and 16 rows (5-6 bit codes: 1, 2
+  // and 16).
   const int spt = ScalesPerTile(a);
   if (spt == 0 || a.run_steps != 4 / spt) return 0;
   if (spt > 1 && a.code_bits < kNarrowMinBits) return 0;
   const auto max_bytes = MaxSharedBytes();
   if (!max_bytes.ok()) return 0;
   const auto fits = [&](int rows) {
-    return (!OnTensorCores(rows) || a.code_bits <= kMaxTensorBits) && (spt == 1 || rows != 4) &&
+    return (!OnTensorCores(rows) || a.code_bits <= kMaxTensorBits || rows == 16) &&
            SharedBytes(a.code_bits, rows, a.col_tiles) <= *max_bytes - kStaticSharedBytes;
   };
-  // Batches 3-4 run faster on the 8-row tensor-core kernel than on CUDA cores (28672x8192: 52
-  // against 82 us, README), which keeps them for 5-6 bit codes. The CUDA-core kernels keep the
-  // activations in shared memory: where they do not fit, the tensor-core kernel for 8 rows
-  // (which reads them from global memory) takes the product.
+  // Batches 3-4 run faster on the 8-row tensor-core kernel than on a CUDA-core one of 4 rows
+  // (28672x8192: 52 against 82 us with 4-bit codes; 5-bit codes on the 16-row kernel 88-126
+  // against 97-400 us, README). The CUDA-core kernels keep the activations in shared memory:
+  // where they do not fit, the tensor-core kernel for 8 rows (which reads them from global
+  // memory) takes the product.
   // Batch 2 takes it too on matrices of 2^27 weights or more: on 28672x8192 the 8-row kernel
   // (51.0 us at batch 4) beats the 2-row CUDA-core one (57.1 us at batch 2); on the 8B-sized
   // shapes they are within 1 us, and on 4096x4096 CUDA cores win (10.6 against 14.8 us; README).
   const int rows = KernelRows(batch);
-  if (rows == 4 && fits(8)) return 8;
   if (rows == 2 && a.rows * a.cols >= (int64_t{1} << 27) && fits(8)) return 8;
   if (fits(rows)) return rows;
-  return !OnTensorCores(rows) && fits(8) ? 8 : 0;
+  if (!OnTensorCores(rows) && fits(8)) return 8;
+  // 5-6 bit codes at 3-8 rows, or where their activations do not fit, run on the 16-row kernel.
+  return fits(16) ? 16 : 0;
 }
 
 Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,

@@ -127,8 +127,8 @@ void ExpectGemmsMatch(const std::vector<testing::TestMatrix>& matrices, std::ini
   }
 }
 
-// Every batch size class (1-2: CUDA cores; more: tensor cores, or CUDA cores for 3-4 rows of 5-6
-// bit codes) on awkward shapes and strides.
+// Every batch size class (1-2: CUDA cores; 3-16: tensor cores, 5-6 bit codes on the 16-row
+// kernel; 17-64: the wide GEMM, 16-row chunks or the split-K GEMM) on awkward shapes and strides.
 TEST(CudaKernels, GemmMatchesTheCpuReference) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
@@ -136,9 +136,9 @@ TEST(CudaKernels, GemmMatchesTheCpuReference) {
 }
 
 // Where not even one row of activations fits in shared memory (45056 columns on an H100), batches
-// 1-2 must still be computed (by a tensor-core kernel), not refused; likewise batches 3-4 where 3
-// rows would fit and 4 would not (12288 columns), which take the CUDA-core 4-row kernel for 5-6
-// bit codes.
+// 1-2 must still be computed (by a tensor-core kernel: 8 rows, or 16 for 5-6 bit codes), not
+// refused; batches 3-4 where 3 rows would fit and 4 would not (12288 columns) once took a
+// CUDA-core kernel of 4 rows for 5-6 bit codes, and now take the 16-row tensor-core kernel.
 TEST(CudaKernels, BatchThreeWhereOnlyThreeRowsFit) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(13);
@@ -156,9 +156,8 @@ TEST(CudaKernels, BatchThreeWhereOnlyThreeRowsFit) {
 
 // Matrices large enough that the small-batch kernels give each warp several tiles, so that warp
 // ranges start and end inside row tiles (partial sums of several warps per row tile), for every
-// table shape (1-6 bit codes; 5- and 6-bit codes at batch 8 and 16 take the GEMM), 2-D scaling
-// blocks and outliers, on CUDA cores (batch 1, 2; 4 for 5-6 bit codes) and tensor cores (4, 8,
-// 16).
+// table shape (1-6 bit codes; 5- and 6-bit codes take per-code tables on tensor cores), 2-D
+// scaling blocks and outliers, on CUDA cores (batch 1, 2) and tensor cores (4, 8, 16).
 TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(12);
@@ -172,8 +171,8 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
       {"crd4(t,df=5)@4x64:absmax", 202, 1536},  // 2-D blocks: each row holds its block's scale
       {"int4@64:absmax", 90, 16384},  // fp16 tables; at batch 1 64 KB of activations beside the table
       // Blocks of 32 and 16 columns (2 and 4 per tile; 2- to 6-bit codes at batches 1-2 on CUDA
-      // cores, 2- to 4-bit codes at 4-16 on tensor cores and 5-6 bit codes there on the GEMM),
-      // including a last tile whose later blocks lie past the matrix (990 and 1000 columns).
+      // cores and at 4-16 on tensor cores), including a last tile whose later blocks lie past the
+      // matrix (990 and 1000 columns).
       {"e2m1@32:absmax:e8m0+outliers(0.01)", 1000, 4096},
       {"crd4(t,df=5)@32:absmax", 300, 990},
       {"int4@16:absmax:fp16", 200, 1000},

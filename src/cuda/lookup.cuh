@@ -7,7 +7,7 @@
 
 namespace owf::cuda::detail {
 
-constexpr int kMaxTensorBits = 4;  // tensor-core tables are indexed by a pair of codes
+constexpr int kMaxTensorBits = 4;  // tensor-core tables indexed by a pair of codes (5-6 bits: by one code)
 
 // How a lane decodes its codes: kGroup codes per shared-memory load from a table of
 // 2^(kGroup * BITS) rows, with kCopies interleaved copies so that the lanes of one shared-memory
@@ -15,13 +15,17 @@ constexpr int kMaxTensorBits = 4;  // tensor-core tables are indexed by a pair o
 // copy c at byte e * kRowBytes + c * kEntryBytes). On tensor cores kGroup = 2 and row e holds the
 // 32 copies' hi bf16x2 terms of the pair, then their lo terms (copy c's hi word at byte
 // e * kRowBytes + 4 c, its lo word 128 bytes on): each term is loaded straight into its mma
-// A-fragment register.
+// A-fragment register. 5- and 6-bit codes on tensor cores (the 16-row GEMV) have kGroup = 1: row e
+// holds the 32 copies of code e's split, hi | lo << 16, and a pair's two registers come from two
+// loads and two byte permutes (a pair table of 2^12 rows would not fit).
 //
 // HALF (batch 1, 3-4 bit codes, codebooks whose values are all exactly fp16, such as int4 or
 // e2m1): an entry is the pair's two values as fp16 (4 bytes), in rows of 256 bytes whose second
 // half is unused (same addressing and table size as fp32 pairs). A lookup moves half the bytes
 // and gives the same fp32 values as the fp32 table (4-7% faster on the 8B shapes, README).
-constexpr int LookupGroup(int bits, bool tensor) { return tensor ? 2 : bits <= 2 ? 4 : bits <= 4 ? 2 : 1; }
+constexpr int LookupGroup(int bits, bool tensor) {
+  return bits <= 2 && !tensor ? 4 : bits <= kMaxTensorBits ? 2 : 1;
+}
 constexpr int LookupCopies(int bits, bool tensor) { return LookupGroup(bits, tensor) == 4 ? 16 : 32; }
 constexpr int LookupBytes(int bits, bool tensor) {
   return (1 << (LookupGroup(bits, tensor) * bits)) * LookupGroup(bits, tensor) * 4 * LookupCopies(bits, tensor);
@@ -96,7 +100,9 @@ __device__ __forceinline__ void BuildTable(unsigned char* table, const uint32_t*
     uint32_t v[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      if constexpr (TENSOR) {  // words 0-31 of a row: hi terms; 32-63: lo terms
+      if constexpr (TENSOR && L::kGroup == 1) {  // the split of code e
+        v[k] = book[e];
+      } else if constexpr (TENSOR) {  // words 0-31 of a row: hi terms; 32-63: lo terms
         const uint32_t s0 = book[e & ((1 << BITS) - 1)], s1 = book[e >> BITS];
         v[k] = f0 + k < 32 ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
       } else if constexpr (HALF) {  // words 0-31: the copies' fp16 pairs; 32-63 unused
