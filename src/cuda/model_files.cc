@@ -342,7 +342,8 @@ int64_t GpuModelFiles::EstimateWeightBytes(bool keep_quantised) const {
     const auto block = d->find("block");
     if (block != d->end() && block->is_array() && block->size() == 2 && (*block)[0].is_number_integer() &&
         (*block)[1].is_number_integer()) {
-      const int64_t cells = std::max<int64_t>(1, (*block)[0].get<int64_t>() * (*block)[1].get<int64_t>());
+      int64_t cells = 1;  // a hostile block's product may overflow: then count one scale per weight
+      if (__builtin_mul_overflow((*block)[0].get<int64_t>(), (*block)[1].get<int64_t>(), &cells) || cells < 1) cells = 1;
       total += 4 * ((n + cells - 1) / cells);  // scales, at most 4 bytes each
     }
     const auto outliers = d->find("outliers");

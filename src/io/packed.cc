@@ -1,11 +1,13 @@
 #include "owf/io/packed.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include "owf/core/numeric.h"
 #include "owf/entropy/coder.h"
 #include "owf/formats/packing.h"
 #include "owf/formats/rotation.h"
+#include "json_integer.h"
 
 namespace owf {
 namespace {
@@ -14,9 +16,20 @@ const char* CastDtype(ElementFamily f) {
   return f == ElementFamily::kBf16 ? "BF16" : f == ElementFamily::kFp16 ? "F16" : "F32";
 }
 
+// Field `key` of j as T; integers (and arrays of them) through JsonInteger.
 template <typename T>
 T Get(const nlohmann::json& j, const char* key) {
-  return j.at(key).get<T>();
+  const nlohmann::json& v = j.at(key);
+  if constexpr (std::is_integral_v<T>) {
+    return JsonInteger<T>(v);
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    if (!v.is_array()) throw nlohmann::json::type_error::create(302, "expected an array of integers", &v);
+    T out;
+    for (const auto& e : v) out.push_back(JsonInteger<int64_t>(e));
+    return out;
+  } else {
+    return v.get<T>();
+  }
 }
 
 // opt/optmin scaling (docs/container.md): per-block scales (and mins) in the scale format, or
@@ -322,7 +335,7 @@ Result<PackedCodes> ReadPackedCodes(const ModelReader& packed, const std::string
     if (d.contains("rotation")) {
       const auto& r = d.at("rotation");
       if (r.at("kind").get<std::string>() != "hadamard") return fail("unknown rotation");
-      out.rotation_seed = r.at("seed").get<uint64_t>();
+      out.rotation_seed = JsonInteger<uint64_t>(r.at("seed"));
     }
     return out;
   } catch (const nlohmann::json::exception& e) {

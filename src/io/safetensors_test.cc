@@ -17,6 +17,7 @@
 #include "owf/io/mapped_file.h"
 #include "owf/io/model.h"
 #include "owf/io/npy.h"
+#include "owf/io/packed.h"
 #include "owf/io/safetensors_writer.h"
 
 namespace owf {
@@ -182,6 +183,34 @@ TEST(SafetensorsTest, AcceptsPaddingEmptyAndZeroSizeTensors) {
   auto z = (*r)->Read(*(*r)->Find("z"));
   ASSERT_TRUE(z.ok());
   EXPECT_EQ(z->numel(), 0);
+}
+
+// Integers in a packed tensor's description that are floats, out of range or strings are data
+// errors: nlohmann would convert the first two with undefined behaviour (the fuzzer found a shape
+// of 9.2e19, UBSan flagged the conversion).
+TEST(PackedDescription, NumbersThatAreNotIntegersInRangeAreInvalidData) {
+  auto r = ParseSafetensors(Image("{}      ", 0), "p.owf");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (const std::string shape : {"[9.2e19]", "[1.5]", "[18446744073709551615]", "[\"4\"]", "4"}) {
+    SCOPED_TRACE(shape);
+    const nlohmann::json d = nlohmann::json::parse(R"({"kind": "codes", "rows": 4, "cols": 1, "shape": )" + shape + "}");
+    auto t = ReadPackedTensor(**r, "w", d);
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidData) << t.status().ToString();
+    // The shape itself is refused (not a later field: this description has no codebook).
+    if (shape.find('"') == std::string::npos && shape != "4")
+      EXPECT_NE(t.status().message().find("expected an integer in range"), std::string::npos) << t.status().ToString();
+  }
+  for (const std::string rows : {"1e300", "-1.0", "9223372036854775808"}) {
+    SCOPED_TRACE(rows);
+    const nlohmann::json d = nlohmann::json::parse(
+        R"({"kind": "codes", "shape": [4], "codebook": [0.0, 1.0], "group": 1, "group_bits": 1, "cols": 1, "rows": )" + rows +
+        "}");
+    auto t = ReadPackedTensor(**r, "w", d);
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidData) << t.status().ToString();
+    EXPECT_NE(t.status().message().find("expected an integer in range"), std::string::npos) << t.status().ToString();
+  }
 }
 
 TEST(SafetensorsTest, MappedFileHandlesEmptyFilesAndErrors) {

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "owf/io/mapped_file.h"
+#include "json_integer.h"
 
 namespace owf {
 namespace fs = std::filesystem;
@@ -51,10 +52,10 @@ Result<SourceLayout> SourceLayout::FromJson(const nlohmann::json& j) {
     l.directory = j.at("directory").get<bool>();
     l.extra_files = j.at("extra_files").get<std::vector<std::string>>();
     for (const auto& f : j.at("files")) {
-      SourceFile sf{f.at("name").get<std::string>(), f.at("size").get<uint64_t>(), {}};
+      SourceFile sf{f.at("name").get<std::string>(), JsonInteger<uint64_t>(f.at("size")), {}};
       uint64_t end = 0;
       for (const auto& t : f.at("tensors")) {
-        SourceTensor st{t.at(0).get<std::string>(), t.at(1).get<uint64_t>(), t.at(2).get<uint64_t>()};
+        SourceTensor st{t.at(0).get<std::string>(), JsonInteger<uint64_t>(t.at(1)), JsonInteger<uint64_t>(t.at(2))};
         if (st.offset < end || st.nbytes > sf.size || st.offset > sf.size - st.nbytes)
           return InvalidData("source layout: tensor '" + st.name + "' overlaps or lies outside '" + sf.name + "'");
         end = st.offset + st.nbytes;
