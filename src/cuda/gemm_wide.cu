@@ -1,6 +1,6 @@
-// The fused dequantise-GEMM for 17-64 activation rows (codes of at most 4 bits, tiles as the
-// small-batch kernels take them: lane runs of 4 k-steps, one scale per row per 64-column tile; or,
-// with 2- to 4-bit codes, scaling blocks of 32 or 16 columns, lane runs of 2 or 1 k-steps).
+// The fused dequantise-GEMM for 17-64 activation rows (tiles as the small-batch kernels take them:
+// lane runs of 4 k-steps, one scale per row per 64-column tile; or, with 2- to 6-bit codes,
+// scaling blocks of 32 or 16 columns, lane runs of 2 or 1 k-steps).
 //
 // At 32-64 rows the small-batch kernels' design stops working: a warp that loads its own B
 // fragments reads 8-16 times more activation bytes than code bytes, and running 16-row chunks
@@ -10,7 +10,8 @@
 // column tile's activations are read from global memory once per block and shared by its 8 warps.
 // A lane then turns a pair of its codes into the hi and lo bf16 terms of the pair's mma A-fragment
 // registers with one byte permute and two shared-memory loads from its own copy of the
-// tensor-core pair table (lookup.cuh), and both go through m16n8k16 mmas against 4 or 8 n-tiles of
+// tensor-core pair table (lookup.cuh; 5-6 bit codes: two loads from a per-code table and two byte
+// permutes, PairTerms), and both go through m16n8k16 mmas against 4 or 8 n-tiles of
 // activations, loaded 16 or 8 bytes at a time from rows padded per lane-run width (XStride: no
 // bank conflicts). Codebooks that are exactly bf16 skip the lo terms.
 // At 64 rows the kernel is bound by mma issue with 8 warps per SM (README), not by bytes.
@@ -68,7 +69,7 @@ template <int BITS, int NT, int ST, bool LO, int SPT>
 __global__ void __launch_bounds__(kThreads, 1)
     GemmWideKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
                    int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy) {
-  static_assert(BITS <= kMaxTensorBits);
+  static_assert(BITS <= kMaxTensorBits || LO, "5-6 bit codes: per-code tables, lo terms");
   using L = Lookup<BITS, true>;
   constexpr int kRowTiles = RowTilesPerWarp(NT), kBlockTiles = BlockTiles(NT);
   constexpr int kTileCode = TileCodeBytes(BITS), kTileScale = TileScaleBytes(ST, SPT);
@@ -337,11 +338,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int r = 0; r < kRowTiles; ++r)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const uint32_t address = TensorTermsAddress<BITS>(w[r], 4 * s + i, terms_base);
-            if constexpr (LO) LoadTerms(address, hi[r][i], lo[r][i]);
-            else LoadHiTerm(address, hi[r][i]);
-          }
+          for (int i = 0; i < 4; ++i) PairTerms<BITS, LO>(w[r], 4 * s + i, terms_base, hi[r][i], lo[r][i]);
         // All hi-term mmas, then all lo-term ones: an accumulator's two mmas are far apart.
 #pragma unroll
         for (int h = 0; h < (LO ? 2 : 1); ++h)
@@ -389,7 +386,7 @@ Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 template <int BITS, int NT, int SPT>
 Status LaunchTerms(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                    int64_t ldy, cudaStream_t stream) {
-  if constexpr (BITS >= 3) {  // hi terms only: 3- and 4-bit grids (int3, int4, e2m1, e3m0)
+  if constexpr (BITS >= 3 && BITS <= kMaxTensorBits) {  // hi terms only: 3- and 4-bit grids (int3, int4, e2m1, e3m0)
     if (a.book_bf16) return LaunchScale<BITS, NT, false, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
   }
   return LaunchScale<BITS, NT, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
@@ -400,17 +397,17 @@ Status LaunchBlocks(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t
                     int64_t ldy, cudaStream_t stream) {
   const int spt = ScalesPerTile(a);  // 1, 2 or 4: GemmWideRows took the matrix
   if (spt == 1) return LaunchTerms<BITS, NT, 1>(a, ws, x, ldx, batch, y, ldy, stream);
-  if constexpr (BITS >= 2) {  // blocks of 32 or 16 columns: 2- to 4-bit codes (GemvKernelRows)
+  if constexpr (BITS >= 2) {  // blocks of 32 or 16 columns: 2- to 6-bit codes (GemvKernelRows)
     if (spt == 2) return LaunchTerms<BITS, NT, 2>(a, ws, x, ldx, batch, y, ldy, stream);
     if (spt == 4) return LaunchTerms<BITS, NT, 4>(a, ws, x, ldx, batch, y, ldy, stream);
   }
-  return InvalidArgument("the wide GEMM takes blocks of 32 or 16 columns with 2- to 4-bit codes");
+  return InvalidArgument("the wide GEMM takes blocks of 32 or 16 columns with 2- to 6-bit codes");
 }
 
 }  // namespace
 
 int GemmWideRows(const MatrixArgs& a, int batch) {
-  if (batch <= kGemvMaxBatch || batch > 64 || a.code_bits > kMaxTensorBits) return 0;
+  if (batch <= kGemvMaxBatch || batch > 64) return 0;
   // The tile geometries the GEMVs take: one scale per row per tile, or blocks of 32 or 16 columns.
   if (GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;
   const int rows = batch <= 32 ? 32 : 64;
@@ -445,12 +442,8 @@ Status LaunchGemmWide(const MatrixArgs& a, const GemvWorkspace& ws, const uint16
                       int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
   return WithCodeBits(a.code_bits, [&](auto bits) -> Status {
     constexpr int kBits = decltype(bits)::value;
-    if constexpr (kBits > kMaxTensorBits) {
-      return InvalidArgument("the wide GEMM takes codes of at most 4 bits");
-    } else {
-      if (kernel_rows == 32) return LaunchBlocks<kBits, 4>(a, ws, x, ldx, batch, y, ldy, stream);
-      return LaunchBlocks<kBits, 8>(a, ws, x, ldx, batch, y, ldy, stream);
-    }
+    if (kernel_rows == 32) return LaunchBlocks<kBits, 4>(a, ws, x, ldx, batch, y, ldy, stream);
+    return LaunchBlocks<kBits, 8>(a, ws, x, ldx, batch, y, ldy, stream);
   });
 }
 

@@ -422,17 +422,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       uint32_t hi[4], lo[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        if constexpr (TC && BITS > kMaxTensorBits) {  // codes 2p and 2p + 1 of pair p = 4 s + i
-          uint32_t w0, w1;
-          LoadHiTerm(table_address | FieldAt<BITS, BITS>(ring[r], 8 * s + 2 * i) * L::kRowBytes | copy, w0);
-          LoadHiTerm(table_address | FieldAt<BITS, BITS>(ring[r], 8 * s + 2 * i + 1) * L::kRowBytes | copy, w1);
-          hi[i] = __byte_perm(w0, w1, 0x5410);
-          lo[i] = __byte_perm(w0, w1, 0x7632);
-        } else if constexpr (TC) {
-          const uint32_t address = TensorTermsAddress<BITS>(ring[r], 4 * s + i, table_address | copy);
-          if constexpr (LO) LoadTerms(address, hi[i], lo[i]);
-          else LoadHiTerm(address, hi[i]);
-        }
+        if constexpr (TC) PairTerms<BITS, LO>(ring[r], 4 * s + i, table_address | copy, hi[i], lo[i]);
       }
       const int q = SPT == 1 ? 0 : SPT == 2 ? s >> 1 : s;  // the k-step's scaling block
 #pragma unroll

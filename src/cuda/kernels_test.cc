@@ -191,12 +191,13 @@ TEST(CudaKernels, SmallBatchGemmSplitsRowsAcrossWarps) {
   ExpectGemmsMatch(matrices, {1, 2, 4, 8, 16}, rng);
 }
 
-// Batches 17-64 on the wide GEMM (codes of at most 4 bits, tiles the small-batch kernels take;
-// its 32-row kernel takes matrices of 8192 rows or more, the tall ones here, and 16-row chunks the
-// others): row blocks split across block ranges, partial row and column tiles, 1- to 4-bit codes,
-// bf16 and fp32 scales, 2-D blocks, outliers, 2- to 4-bit codes in blocks of 32 and 16 columns
-// (lane runs of 8 and 4 columns, last tiles whose later blocks lie past the matrix), and activations
-// that are 16-byte aligned (staged 16 bytes at a time) or only 4-byte aligned (staged in pairs).
+// Batches 17-64 on the wide GEMM (tiles the small-batch kernels take; its 32-row kernel takes
+// matrices of 8192 rows or more, the tall ones here, and 16-row chunks the others): row blocks
+// split across block ranges, partial row and column tiles, 1- to 6-bit codes (5-6 bits: per-code
+// tables), bf16 and fp32 scales, 2-D blocks, outliers, 2- to 6-bit codes in blocks of 32 and 16
+// columns (lane runs of 8 and 4 columns, last tiles whose later blocks lie past the matrix), and
+// activations that are 16-byte aligned (staged 16 bytes at a time) or only 4-byte aligned (staged
+// in pairs).
 TEST(CudaKernels, WideGemmMatchesTheCpuReference) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(14);
@@ -218,6 +219,11 @@ TEST(CudaKernels, WideGemmMatchesTheCpuReference) {
       {"crd4(t,df=5)@32:absmax:fp32", 8200, 192},  // likewise (blocks of 32, fp32 scales)
       {"crd3(t,df=5)@32:absmax+outliers(0.01)", 300, 1000},
       {"int2@16:absmax:fp32", 170, 480},
+      {"crd5(t,df=7)@64:absmax+outliers(0.01)", 300, 2048},
+      {"crd6(normal)@128:absmax:e4m3", 8200, 256},
+      {"crd6(normal)@16:absmax:fp32", 8200, 160},  // 6-bit codes, blocks of 16, fp32 scales: 3 stages
+      {"fixed4.5", 250, 1024},
+      {"fixed5", 130, 1280},
   };
   ExpectGemmsMatch(matrices, {17, 24, 32, 40, 64}, rng, /*alternate_alignment=*/true);
 }
