@@ -536,7 +536,6 @@ Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* 
   }
   return Internal("no small-batch kernel of " + std::to_string(kernel_rows) + " rows for " + std::to_string(BITS) +
                   "-bit codes");
-  return InvalidArgument("the small-batch tensor-core kernels take codes of at most 4 bits");
 }
 
 }  // namespace
@@ -592,8 +591,8 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
            SharedBytes(a.code_bits, rows, a.col_tiles) <= *max_bytes - kStaticSharedBytes;
   };
   // Batches 3-4 run faster on the 8-row tensor-core kernel than on a CUDA-core one of 4 rows
-  // (28672x8192: 52 against 82 us with 4-bit codes; 5-bit codes on the 16-row kernel 88-126
-  // against 97-400 us, README). The CUDA-core kernels keep the activations in shared memory:
+  // (28672x8192: 52 against 82 us with 4-bit codes), and 5-6 bit codes on the 16-row one (the
+  // 4-row kernel is gone: README). The CUDA-core kernels keep the activations in shared memory:
   // where they do not fit, the tensor-core kernel for 8 rows (which reads them from global
   // memory) takes the product.
   // Batch 2 takes it too on matrices of 2^27 weights or more: on 28672x8192 the 8-row kernel
