@@ -1,28 +1,42 @@
-// Integers read from JSON metadata (packed files, source layouts): nlohmann's get<int64_t>()
-// converts a float, or an integer the type cannot hold, with undefined behaviour, so these accept
-// only integers in range and throw nlohmann::json::type_error otherwise (callers catch
-// nlohmann::json::exception and report bad data).
+// Integers read from JSON metadata (packed files, source layouts, safetensors headers): nlohmann's
+// get<int64_t>() converts a float, or an integer the type cannot hold, with undefined behaviour, so
+// these accept only integers in range: JsonIntegerIf gives nullopt otherwise (the safetensors
+// header), and JsonInteger throws nlohmann::json::type_error, which callers catch and report as bad
+// data.
 #pragma once
 
 #include <cstdint>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 namespace owf {
 
+// v as T where v is a JSON integer that T holds; nullopt for anything else (a float, a string,
+// an integer out of T's range).
 template <typename T, typename Json>
-T JsonInteger(const Json& v) {
+std::optional<T> JsonIntegerIf(const Json& v) {
   static_assert(std::numeric_limits<T>::is_integer && sizeof(T) <= 8);
-  bool fits = false;
   if (v.is_number_unsigned()) {
-    fits = v.template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+    const uint64_t x = v.template get<uint64_t>();
+    if (x <= static_cast<uint64_t>(std::numeric_limits<T>::max())) return static_cast<T>(x);
   } else if (v.is_number_integer()) {
     const int64_t x = v.template get<int64_t>();
-    fits = x >= 0 ? static_cast<uint64_t>(x) <= static_cast<uint64_t>(std::numeric_limits<T>::max())
-                  : std::numeric_limits<T>::is_signed && x >= static_cast<int64_t>(std::numeric_limits<T>::min());
+    const bool fits =
+        x >= 0 ? static_cast<uint64_t>(x) <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+               : std::numeric_limits<T>::is_signed &&
+                     x >= static_cast<int64_t>(std::numeric_limits<T>::min());
+    if (fits) return static_cast<T>(x);
   }
-  if (!fits) throw nlohmann::json::type_error::create(302, "expected an integer in range, not " + v.dump(), &v);
-  return v.is_number_unsigned() ? static_cast<T>(v.template get<uint64_t>()) : static_cast<T>(v.template get<int64_t>());
+  return std::nullopt;
+}
+
+// JsonIntegerIf, throwing nlohmann::json::type_error where it gives nullopt.
+template <typename T, typename Json>
+T JsonInteger(const Json& v) {
+  if (const std::optional<T> x = JsonIntegerIf<T>(v)) return *x;
+  throw nlohmann::json::type_error::create(302, "expected an integer in range, not " + v.dump(),
+                                           &v);
 }
 
 }  // namespace owf

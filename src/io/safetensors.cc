@@ -30,6 +30,7 @@
 
 #include "owf/io/mapped_file.h"
 #include "owf/io/model.h"
+#include "json_integer.h"
 #include "safetensors_internal.h"
 
 namespace owf {
@@ -159,15 +160,6 @@ Result<ordered_json> ParseStrictJson(std::string_view text, const std::string& w
   }
 }
 
-// Reads a JSON number that must be a non-negative integer no larger than `max`.
-bool GetCount(const ordered_json& v, uint64_t max, uint64_t* out) {
-  if (!v.is_number_unsigned()) return false;
-  const uint64_t x = v.get<uint64_t>();
-  if (x > max) return false;
-  *out = x;
-  return true;
-}
-
 std::string Describe(const ordered_json& v) {
   try {
     return Quote(v.dump());
@@ -205,24 +197,26 @@ Status ParseEntry(const std::string& where, const ordered_json& entry, uint64_t 
   if (!shape.is_array()) return InvalidData(where + ": shape is not a JSON array");
   t->shape.reserve(shape.size());
   for (size_t i = 0; i < shape.size(); ++i) {
-    uint64_t d = 0;
-    if (!GetCount(shape[i], std::numeric_limits<int64_t>::max(), &d)) {
+    const std::optional<int64_t> d = JsonIntegerIf<int64_t>(shape[i]);
+    if (!d || *d < 0) {
       const bool negative = shape[i].is_number_integer() && !shape[i].is_number_unsigned();
       return InvalidData(where + ": shape entry " + std::to_string(i) + " is " +
                          Describe(shape[i]) +
                          (negative ? ", a negative dimension" : ", not an integer in [0, 2^63)"));
     }
-    t->shape.push_back(static_cast<int64_t>(d));
+    t->shape.push_back(*d);
   }
 
   const ordered_json& offsets = entry["data_offsets"];
-  uint64_t begin = 0, end = 0;
-  if (!offsets.is_array() || offsets.size() != 2 ||
-      !GetCount(offsets[0], std::numeric_limits<uint64_t>::max(), &begin) ||
-      !GetCount(offsets[1], std::numeric_limits<uint64_t>::max(), &end)) {
+  const bool pair = offsets.is_array() && offsets.size() == 2;
+  const std::optional<uint64_t> begin_if =
+      pair ? JsonIntegerIf<uint64_t>(offsets[0]) : std::nullopt;
+  const std::optional<uint64_t> end_if = pair ? JsonIntegerIf<uint64_t>(offsets[1]) : std::nullopt;
+  if (!begin_if || !end_if) {
     return InvalidData(where + ": data_offsets " + Describe(offsets) +
                        " is not a pair of non-negative integers");
   }
+  const uint64_t begin = *begin_if, end = *end_if;
   if (begin > end) {
     return InvalidData(where + ": " + OffsetsText(begin, end) + " has begin > end");
   }

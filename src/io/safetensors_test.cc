@@ -272,11 +272,16 @@ std::vector<BadCase> BadCorpus() {
                "a negative dimension"});
   c.push_back({"fractional shape entry",
                Image("{\"a\":" + Entry("F32", "[2.5]", "[0, 8]") + "}", 8), "not an integer"});
+  c.push_back({"shape entry 2^63",
+               Image("{\"a\":" + Entry("F32", "[9223372036854775808]", "[0, 8]") + "}", 8),
+               "not an integer in [0, 2^63)"});
   c.push_back({"shape not array", Image("{\"a\":" + Entry("F32", "2", "[0, 8]") + "}", 8),
                "shape is not a JSON array"});
   c.push_back({"offsets not a pair", Image("{\"a\":" + Entry("F32", "[2]", "[0, 8, 9]") + "}", 8),
                "is not a pair of non-negative integers"});
   c.push_back({"offsets negative", Image("{\"a\":" + Entry("F32", "[2]", "[-8, 0]") + "}", 8),
+               "is not a pair of non-negative integers"});
+  c.push_back({"offsets fractional", Image("{\"a\":" + Entry("F32", "[2]", "[0, 8.0]") + "}", 8),
                "is not a pair of non-negative integers"});
   c.push_back({"begin > end", Image("{\"a\":" + Entry("F32", "[2]", "[8, 0]") + "}", 8),
                "data_offsets [8, 0] has begin > end"});
