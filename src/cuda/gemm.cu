@@ -7,14 +7,14 @@
 // codes into the two mma A-fragment registers of its hi and lo bf16 terms with ONE shared-memory
 // load from a table indexed by the pair (2^(2 bits) entries of {hi pair, lo pair}; for 3- and
 // 4-bit codes each lane reads its own copy of the table, so the loads never conflict on banks;
-// 5- and 6-bit codes take two loads from a lane's copy of a per-code table, PairTable).
+// 5- and 6-bit codes take two loads from a lane's copy of a per-code table, PairTable, PairTerms).
 // Both terms go through bf16 tensor-core mma against up to 8 tiles of 8 activations; block
 // scales multiply the fp32 partial sums of each scaling block. The warps' sums are added in a
 // fixed order; with k_parts > 1 the last block to finish a row tile (a ticket per row tile) adds
 // the parts' sums in part order, so results never depend on timing.
 #include <algorithm>
 
-#include "device_common.cuh"
+#include "lookup.cuh"
 
 namespace owf::cuda::detail {
 namespace {
@@ -80,6 +80,8 @@ __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned
                                              bool ring_scales, int steps_per_scale, const int64_t (&base)[RT][2],
                                              const uint16_t* const (&xr)[NT], int64_t j, float (&acc)[RT][NT][4]) {
   constexpr int kLo = PairTable<BITS>::kBytes;
+  static_assert(!PairTable<BITS>::kPerCode || Lookup<BITS, true>::kRowBytes == 32 * 4, "the same per-code rows");
+  const uint32_t table_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem)) + lane4;
   const bool full = j * kTileCols + kTileCols <= a.cols;
   // The activations (B fragments) of this column tile: all loads issued before any is used.
   uint32_t xb[4][NT][2];
@@ -111,11 +113,8 @@ __device__ __forceinline__ void ProcessTiles(const MatrixArgs& a, const unsigned
         uint32_t hi[4], lo[4];
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          if constexpr (PairTable<BITS>::kPerCode) {  // codes 2p and 2p + 1, p = 4 s + i
-            const uint32_t w0 = *reinterpret_cast<const uint32_t*>(smem + (FieldAt<BITS, BITS>(cur[r], 8 * s + 2 * i) << 7 | lane4));
-            const uint32_t w1 = *reinterpret_cast<const uint32_t*>(smem + (FieldAt<BITS, BITS>(cur[r], 8 * s + 2 * i + 1) << 7 | lane4));
-            hi[i] = __byte_perm(w0, w1, 0x5410);
-            lo[i] = __byte_perm(w0, w1, 0x7632);
+          if constexpr (PairTable<BITS>::kPerCode) {  // the 16-row GEMV's per-code lookup (lookup.cuh)
+            PairTerms<BITS, true>(cur[r], 4 * s + i, table_base, hi[i], lo[i]);
           } else {
             const uint32_t off = PairOffset<BITS>(cur[r], 4 * s + i, lane4);
             hi[i] = *reinterpret_cast<const uint32_t*>(smem + off);

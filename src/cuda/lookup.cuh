@@ -90,16 +90,16 @@ __device__ __forceinline__ void LoadHiTerm(uint32_t address, uint32_t& hi) {
 }
 
 // Tensor cores: the A-fragment registers of pair p of a lane's words, its hi terms (and with LO its
-// lo terms), from the lane's copy of the table at base = the table's address | the lane's copy
-// offset: one lookup per pair (TensorTermsAddress), or for 5-6 bit codes one per code and two
-// byte permutes (Lookup).
+// lo terms), from the lane's copy of the table at base = the table's address + the lane's copy
+// offset: one lookup per pair (TensorTermsAddress: the table 65536-aligned), or for 5-6 bit codes
+// one per code and two byte permutes (Lookup; any 4-byte aligned table, as in the split-K GEMM).
 template <int BITS, bool LO>
 __device__ __forceinline__ void PairTerms(const uint32_t (&w)[BITS], int p, uint32_t base, uint32_t& hi, uint32_t& lo) {
   using L = Lookup<BITS, true>;
   if constexpr (L::kGroup == 1) {
     uint32_t s0, s1;  // the splits (hi | lo << 16) of codes 2p and 2p + 1
-    LoadHiTerm(base | FieldAt<BITS, BITS>(w, 2 * p) * L::kRowBytes, s0);
-    LoadHiTerm(base | FieldAt<BITS, BITS>(w, 2 * p + 1) * L::kRowBytes, s1);
+    LoadHiTerm(base + FieldAt<BITS, BITS>(w, 2 * p) * L::kRowBytes, s0);
+    LoadHiTerm(base + FieldAt<BITS, BITS>(w, 2 * p + 1) * L::kRowBytes, s1);
     hi = __byte_perm(s0, s1, 0x5410);
     if constexpr (LO) lo = __byte_perm(s0, s1, 0x7632);
   } else {

@@ -32,6 +32,10 @@ inline std::vector<TestMatrix> AwkwardMatrices() {
       {"e2m1@tensor:absmax", 24, 80},
       {"lut(-1,1)@channel:absmax", 19, 48},
       {"int4@48:absmax+outliers(0.02,fp32)", 40, 144},
+      // Block widths the small-batch kernels do not take with 5-6 bit codes: the split-K GEMM's
+      // per-code lookup (PairTerms), at every batch.
+      {"crd5(t,df=7)@48:absmax", 36, 240},
+      {"crd6(normal)@192:absmax:fp32", 33, 384},
   };
 }
 
