@@ -199,10 +199,9 @@ Status ParseEntry(const std::string& where, const ordered_json& entry, uint64_t 
   for (size_t i = 0; i < shape.size(); ++i) {
     const std::optional<int64_t> d = JsonIntegerIf<int64_t>(shape[i]);
     if (!d || *d < 0) {
-      const bool negative = shape[i].is_number_integer() && !shape[i].is_number_unsigned();
       return InvalidData(where + ": shape entry " + std::to_string(i) + " is " +
                          Describe(shape[i]) +
-                         (negative ? ", a negative dimension" : ", not an integer in [0, 2^63)"));
+                         (d ? ", a negative dimension" : ", not an integer in [0, 2^63)"));
     }
     t->shape.push_back(*d);
   }
