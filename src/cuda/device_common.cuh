@@ -129,7 +129,7 @@ __device__ __forceinline__ void GridDependencyWait() {
 // group reads the others' partial sums (__ldcg) after a barrier that follows the ticket: the
 // release publishes what the barrier ordered before it, the acquire makes the earlier arrivals'
 // partial sums visible. This replaces a fence on each side (measured on an H100: a call with a
-// cross-SM reduction took 2.45 against 2.91 us; README).
+// cross-SM reduction took 2.45 against 2.91 us; docs/gpu-performance.md).
 __device__ __forceinline__ unsigned TicketAcqRel(unsigned* counter) {
   unsigned before;
   asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(before) : "l"(counter) : "memory");
@@ -166,10 +166,11 @@ __device__ __forceinline__ uint32_t SplitBf16(float v) {
   return __bfloat16_as_ushort(h) | static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v - __bfloat162float(h)))) << 16;
 }
 
-// Outlier corrections of `row` for activation row b (bf16 activations at xb), added to `sum` in
-// CSR order. Out of line: inlined at every output store, this loop made the 16-row GEMV's fix-up
-// (16 outputs per lane) 2300 instructions long; instruction-fetch stalls there were a fifth of
-// that kernel's stall samples, and the stripped owf_cuda_bench was 47.9 MB against 27.4 (README).
+// Outlier corrections of `row` for activation row b (bf16 activations at xb), added to `sum` in CSR
+// order. Out of line: inlined at every output store, this loop made the 16-row GEMV's fix-up (16
+// outputs per lane) 2300 instructions long; instruction-fetch stalls there were a fifth of that
+// kernel's stall samples, and the stripped owf_cuda_bench was 47.9 MB against 27.4
+// (docs/gpu-performance.md).
 static __device__ __noinline__ float AddOutliers(const int32_t* __restrict__ row_start, const int32_t* __restrict__ col,
                                                  const float* __restrict__ delta, const uint16_t* __restrict__ xb,
                                                  int64_t row, float sum) {

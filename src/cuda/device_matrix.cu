@@ -209,7 +209,8 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
     return detail::LaunchGemmWide(a, w, x, ldx, batch, rows, y, ldy, stream);
   }
   // 16-row chunks: each reads the weights again. Faster than the wide GEMM at 17-32 rows on
-  // matrices of fewer than 8192 rows (README), and where its shared memory does not fit.
+  // matrices of fewer than 8192 rows (docs/gpu-performance.md), and where its shared memory does
+  // not fit.
   if (detail::GemvKernelRows(a, detail::kGemvMaxBatch) == detail::kGemvMaxBatch) {
     for (int b0 = 0; b0 < batch; b0 += detail::kGemvMaxBatch) {
       const int n = std::min(detail::kGemvMaxBatch, batch - b0);

@@ -3,18 +3,18 @@
 // scaling blocks of 32 or 16 columns, lane runs of 2 or 1 k-steps).
 //
 // At 32-64 rows the small-batch kernels' design stops working: a warp that loads its own B
-// fragments reads 8-16 times more activation bytes than code bytes, and running 16-row chunks
-// reads the weights once per chunk. Here a block of 8 warps takes a step of 16 row tiles (2 per
-// warp; at 32 rows 32, 4 per warp) by one column tile, and stages the step's codes, scales and
-// activations into shared memory with cp.async, 4 steps deep (3 where 4 do not fit), so that each
-// column tile's activations are read from global memory once per block and shared by its 8 warps.
-// A lane then turns a pair of its codes into the hi and lo bf16 terms of the pair's mma A-fragment
-// registers with one byte permute and two shared-memory loads from its own copy of the
-// tensor-core pair table (lookup.cuh; 5-6 bit codes: two loads from a per-code table and two byte
-// permutes, PairTerms), and both go through m16n8k16 mmas against 4 or 8 n-tiles of
-// activations, loaded 16 or 8 bytes at a time from rows padded per lane-run width (XStride: no
-// bank conflicts). Codebooks that are exactly bf16 skip the lo terms.
-// At 64 rows the kernel is bound by mma issue with 8 warps per SM (README), not by bytes.
+// fragments reads 8-16 times more activation bytes than code bytes, and running 16-row chunks reads
+// the weights once per chunk. Here a block of 8 warps takes a step of 16 row tiles (2 per warp; at
+// 32 rows 32, 4 per warp) by one column tile, and stages the step's codes, scales and activations
+// into shared memory with cp.async, 4 steps deep (3 where 4 do not fit), so that each column tile's
+// activations are read from global memory once per block and shared by its 8 warps. A lane then
+// turns a pair of its codes into the hi and lo bf16 terms of the pair's mma A-fragment registers
+// with one byte permute and two shared-memory loads from its own copy of the tensor-core pair table
+// (lookup.cuh; 5-6 bit codes: two loads from a per-code table and two byte permutes, PairTerms),
+// and both go through m16n8k16 mmas against 4 or 8 n-tiles of activations, loaded 16 or 8 bytes at
+// a time from rows padded per lane-run width (XStride: no bank conflicts). Codebooks that are
+// exactly bf16 skip the lo terms. At 64 rows the kernel is bound by mma issue with 8 warps per SM
+// (docs/gpu-performance.md), not by bytes.
 //
 // Work split as in gemv.cu, by blocks: the steps (row blocks of 16 row tiles x column tiles, row
 // block major) are cut into equal contiguous ranges, one per block of a one-block-per-SM grid.
@@ -412,7 +412,7 @@ int GemmWideRows(const MatrixArgs& a, int batch) {
   if (GemvKernelRows(a, kGemvMaxBatch) != kGemvMaxBatch) return 0;
   const int rows = batch <= 32 ? 32 : 64;
   // At 17-32 rows two 16-row GEMVs (weights read twice) beat this kernel on matrices of fewer than
-  // 8192 rows (4096x4096: 26 against 30 us; 4096x14336: 47 against 48 us; README).
+  // 8192 rows (4096x4096: 26 against 30 us; 4096x14336: 47 against 48 us; docs/gpu-performance.md).
   if (rows == 32 && a.rows < 8192) return 0;
   const auto max_bytes = MaxSharedBytes();
   if (!max_bytes.ok() ||

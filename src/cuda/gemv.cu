@@ -26,9 +26,10 @@
 // (segments), each writes its partial sums, and the last to finish (a ticket per group) adds them
 // in segment order: results never depend on timing.
 //
-// Tuning, measured on an H100 (README): 16 warps of up to 128 registers beat 20, 24 or 32 warps
-// with fewer registers; R = 4 beats R = 2 at batch 1, R = 2 beats 4 at batch 2 and 1 at batch 4;
-// on tensor cores R = 4 at 8 rows, and R = 2 at 16 (4 spills registers there and was slower).
+// Tuning, measured on an H100 (docs/gpu-performance.md): 16 warps of up to 128 registers beat 20,
+// 24 or 32 warps with fewer registers; R = 4 beats R = 2 at batch 1, R = 2 beats 4 at batch 2 and 1
+// at batch 4; on tensor cores R = 4 at 8 rows, and R = 2 at 16 (4 spills registers there and was
+// slower).
 #include <algorithm>
 
 #include "lookup.cuh"
@@ -591,13 +592,13 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
            SharedBytes(a.code_bits, rows, a.col_tiles) <= *max_bytes - kStaticSharedBytes;
   };
   // Batches 3-4 run faster on the 8-row tensor-core kernel than on a CUDA-core one of 4 rows
-  // (28672x8192: 52 against 82 us with 4-bit codes), and 5-6 bit codes on the 16-row one (the
-  // 4-row kernel is gone: README). The CUDA-core kernels keep the activations in shared memory:
-  // where they do not fit, the tensor-core kernel for 8 rows (which reads them from global
-  // memory) takes the product.
-  // Batch 2 takes it too on matrices of 2^27 weights or more: on 28672x8192 the 8-row kernel
-  // (51.0 us at batch 4) beats the 2-row CUDA-core one (57.1 us at batch 2); on the 8B-sized
-  // shapes they are within 1 us, and on 4096x4096 CUDA cores win (10.6 against 14.8 us; README).
+  // (28672x8192: 52 against 82 us with 4-bit codes), and 5-6 bit codes on the 16-row one (the 4-row
+  // kernel is gone: docs/gpu-performance.md). The CUDA-core kernels keep the activations in shared
+  // memory: where they do not fit, the tensor-core kernel for 8 rows (which reads them from global
+  // memory) takes the product. Batch 2 takes it too on matrices of 2^27 weights or more: on
+  // 28672x8192 the 8-row kernel (51.0 us at batch 4) beats the 2-row CUDA-core one (57.1 us at
+  // batch 2); on the 8B-sized shapes they are within 1 us, and on 4096x4096 CUDA cores win (10.6
+  // against 14.8 us; docs/gpu-performance.md).
   const int rows = KernelRows(batch);
   if (rows == 2 && a.rows * a.cols >= (int64_t{1} << 27) && fits(8)) return 8;
   if (fits(rows)) return rows;

@@ -19,10 +19,10 @@ constexpr int kMaxTensorBits = 4;  // tensor-core tables indexed by a pair of co
 // holds the 32 copies of code e's split, hi | lo << 16, and a pair's two registers come from two
 // loads and two byte permutes (a pair table of 2^12 rows would not fit).
 //
-// HALF (batch 1, 3-4 bit codes, codebooks whose values are all exactly fp16, such as int4 or
-// e2m1): an entry is the pair's two values as fp16 (4 bytes), in rows of 256 bytes whose second
-// half is unused (same addressing and table size as fp32 pairs). A lookup moves half the bytes
-// and gives the same fp32 values as the fp32 table (4-7% faster on the 8B shapes, README).
+// HALF (batch 1, 3-4 bit codes, codebooks whose values are all exactly fp16, such as int4 or e2m1):
+// an entry is the pair's two values as fp16 (4 bytes), in rows of 256 bytes whose second half is
+// unused (same addressing and table size as fp32 pairs). A lookup moves half the bytes and gives
+// the same fp32 values as the fp32 table (4-7% faster on the 8B shapes, docs/gpu-performance.md).
 constexpr int LookupGroup(int bits, bool tensor) {
   return bits <= 2 && !tensor ? 4 : bits <= kMaxTensorBits ? 2 : 1;
 }
@@ -68,7 +68,7 @@ __device__ __forceinline__ uint32_t GroupOffset(const uint32_t (&w)[BITS], int p
 
 // Tensor cores: the shared-memory address of the hi term of pair p of a lane's words (its lo term
 // is 128 bytes on), from base = the table's address (a multiple of 65536) + the lane's copy
-// offset (< 128). (Both terms side by side, one 8-byte load, was slower: README.)
+// offset (< 128). (Both terms side by side, one 8-byte load, was slower: docs/gpu-performance.md.)
 template <int BITS>
 __device__ __forceinline__ uint32_t TensorTermsAddress(const uint32_t (&w)[BITS], int p, uint32_t base) {
   using L = Lookup<BITS, true>;
