@@ -16,6 +16,7 @@
 
 #include "owf/core/numeric.h"
 #include "owf/core/parallel.h"
+#include "owf/io/json_integer.h"
 #include "owf/io/packed.h"
 #include "owf/io/source.h"
 
@@ -339,16 +340,21 @@ int64_t GpuModelFiles::EstimateWeightBytes(bool keep_quantised) const {
     }
     const int64_t k = (*d)["codebook"].is_array() ? static_cast<int64_t>((*d)["codebook"].size()) : 2;
     total += (n * CodeBits(k) + 7) / 8;
+    // An estimate: a malformed field (which the packed reader rejects) counts as the most it could
+    // cost.
     const auto block = d->find("block");
-    if (block != d->end() && block->is_array() && block->size() == 2 && (*block)[0].is_number_integer() &&
-        (*block)[1].is_number_integer()) {
-      int64_t cells = 1;  // a hostile block's product may overflow: then count one scale per weight
-      if (__builtin_mul_overflow((*block)[0].get<int64_t>(), (*block)[1].get<int64_t>(), &cells) || cells < 1) cells = 1;
+    if (block != d->end()) {
+      int64_t cells = 1;  // weights per scale: 1 where the block is malformed or its product overflows
+      if (block->is_array() && block->size() == 2) {
+        const auto r = JsonIntegerIf<int64_t>((*block)[0]), c = JsonIntegerIf<int64_t>((*block)[1]);
+        if (!r || !c || __builtin_mul_overflow(*r, *c, &cells) || cells < 1) cells = 1;
+      }
       total += 4 * ((n + cells - 1) / cells);  // scales, at most 4 bytes each
     }
     const auto outliers = d->find("outliers");
-    if (outliers != d->end() && outliers->is_object() && outliers->value("count", int64_t{0}) > 0) {
-      total += 24 * outliers->value("count", int64_t{0});  // index, value and per-row correction
+    if (outliers != d->end() && outliers->is_object() && outliers->contains("count")) {
+      // index, value and per-row correction, for at most one outlier per weight
+      total += 24 * std::clamp<int64_t>(JsonIntegerIf<int64_t>(outliers->at("count")).value_or(n), 0, n);
     }
     if (t.name == embedding) total += 2 * n;  // the lookup table is kept dequantised too
   }

@@ -7,7 +7,7 @@
 #include "owf/entropy/coder.h"
 #include "owf/formats/packing.h"
 #include "owf/formats/rotation.h"
-#include "json_integer.h"
+#include "owf/io/json_integer.h"
 
 namespace owf {
 namespace {

@@ -30,7 +30,7 @@
 
 #include "owf/io/mapped_file.h"
 #include "owf/io/model.h"
-#include "json_integer.h"
+#include "owf/io/json_integer.h"
 #include "safetensors_internal.h"
 
 namespace owf {

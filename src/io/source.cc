@@ -10,7 +10,7 @@
 #include <map>
 
 #include "owf/io/mapped_file.h"
-#include "json_integer.h"
+#include "owf/io/json_integer.h"
 
 namespace owf {
 namespace fs = std::filesystem;

@@ -1,8 +1,8 @@
-// Integers read from JSON metadata (packed files, source layouts, safetensors headers): nlohmann's
-// get<int64_t>() converts a float, or an integer the type cannot hold, with undefined behaviour, so
-// these accept only integers in range: JsonIntegerIf gives nullopt otherwise (the safetensors
-// header), and JsonInteger throws nlohmann::json::type_error, which callers catch and report as bad
-// data.
+// Integers read from JSON metadata (packed files, source layouts, safetensors headers, the GPU
+// loader's size estimate): nlohmann's get<int64_t>() converts a float, or an integer the type
+// cannot hold, with undefined behaviour, so these accept only integers in range: JsonIntegerIf
+// gives nullopt otherwise, and JsonInteger throws nlohmann::json::type_error, which callers catch
+// and report as bad data.
 #pragma once
 
 #include <cstdint>
