@@ -186,11 +186,15 @@ void PrintTrace(int warps, F&& call) {
     std::sort(v.begin(), v.end());
     return v[static_cast<size_t>(f * static_cast<double>(v.size() - 1))];
   };
-  const char* what[4] = {"entry", "prologue done", "main loop done", "exit"};
-  for (int k = 0; k < 4; ++k) {
+  // The kernel's stamps (gemv.cu, Trace): a warp's entry, its block's table built, the previous
+  // kernel waited for, the activations staged, its first step done, its main loop done, its exit.
+  const char* what[] = {"entry", "table built", "wait returned", "prologue done", "first step done",
+                        "main loop done", "exit"};
+  constexpr int kMainLoopDone = 5;
+  for (int k = 0; k < 7; ++k) {
     std::vector<double> us;
     for (int w = 0; w < warps; ++w)
-      if (h[w * 8]) us.push_back(static_cast<double>(h[w * 8 + 2 * k] - t0) / 1000.0);
+      if (h[w * 8] && h[w * 8 + k]) us.push_back(static_cast<double>(h[w * 8 + k] - t0) / 1000.0);
     if (us.empty()) return;
     std::printf("  trace %-15s (%zu warps): us after the first entry: min %.2f p10 %.2f median %.2f p90 %.2f max %.2f\n",
                 what[k], us.size(), q(us, 0), q(us, 0.1), q(us, 0.5), q(us, 0.9), q(us, 1));
@@ -203,7 +207,7 @@ void PrintTrace(int warps, F&& call) {
     int n = 0;
     for (int w = b * 16; w < b * 16 + 16; ++w)
       if (h[w * 8]) {
-        const double e = static_cast<double>(h[w * 8 + 4] - t0) / 1000.0;
+        const double e = static_cast<double>(h[w * 8 + kMainLoopDone] - t0) / 1000.0;
         lo = std::min(lo, e), hi = std::max(hi, e), sum += e, ++n;
       }
     if (n) spread.push_back(hi - lo), means.push_back(sum / n);

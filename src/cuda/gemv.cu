@@ -39,12 +39,12 @@ namespace {
 
 #ifdef OWF_GEMV_TRACE
 __device__ unsigned long long* gemv_trace = nullptr;
+// Stamp k (kTraceStamps per warp, owf_cuda_bench --trace names them): the global timer in ns.
 __device__ __forceinline__ void Trace(int gw, int k) {
   if (gemv_trace && (threadIdx.x & 31) == 0) {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    gemv_trace[gw * 8 + 2 * k] = t;
-    gemv_trace[gw * 8 + 2 * k + 1] = clock64();
+    gemv_trace[gw * 8 + k] = t;
   }
 }
 #define OWF_TRACE(k) Trace(gw, k)
@@ -259,7 +259,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
   BuildTable<BITS, TC, HALF>(table, book, threadIdx.x, kThreads);
+  OWF_TRACE(1);
   GridDependencyWait();
+  OWF_TRACE(2);
   if (m0 < m1) {
     load_fragments();
     next_step();
@@ -271,7 +273,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
   __syncthreads();
-  OWF_TRACE(1);
+  OWF_TRACE(3);
 
   // The lane's sums for each row tile of the current group: rows g + 8 h, activation row b at
   // [h * B + b] on CUDA cores; the mma C fragments (row g + 8 (i / 2), activation row
@@ -481,10 +483,15 @@ __global__ void __launch_bounds__(kThreads, 1)
       ++grp;
     }
   };
-  for (int m = m0; m < m1; ++m) compute_step(m + 1 < m1);
-  OWF_TRACE(2);
+  for (int m = m0; m < m1; ++m) {
+    compute_step(m + 1 < m1);
+#ifdef OWF_GEMV_TRACE
+    if (m == m0) OWF_TRACE(4);
+#endif
+  }
+  OWF_TRACE(5);
   if (m1 > m0 && j != 0) flush(grp);  // a range ending inside a group
-  OWF_TRACE(3);
+  OWF_TRACE(6);
 }
 
 template <int BITS, int B, int ST, bool HALF, bool LO = true, int SPT = 1>
