@@ -230,7 +230,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int k = 0; k < kXUnits; ++k) {
       const int u = base + k * kThreads + static_cast<int>(threadIdx.x);
-      const int b = u / (C * 16), q = u - b * C * 16;  // q: tile q >> 4, k-step (q >> 2) & 3, t = q & 3
+      int b = 0, q = u;  // q: tile q >> 4, k-step (q >> 2) & 3, t = q & 3 (B <= 2: no division)
+#pragma unroll
+      for (int i = 1; i < B; ++i)
+        if (q >= C * 16) q -= C * 16, ++b;
       const int tile_col = (q >> 4) * 64;
       const int c0 = tile_col + FragmentColumn(kRunSteps, q & 3, (q >> 2) & 3, 0);
       const int c1 = tile_col + FragmentColumn(kRunSteps, q & 3, (q >> 2) & 3, 1);

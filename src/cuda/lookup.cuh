@@ -112,26 +112,40 @@ __device__ __forceinline__ void PairTerms(const uint32_t (&w)[BITS], int p, uint
 // Fills the table (Lookup<BITS, TENSOR, HALF>::kBytes at `table`, 16-byte stores by threads
 // `thread` of `threads`) from book[], the codebook as fp32 bits, as fp16 bits (HALF), or as each
 // value's split hi | lo << 16 (TENSOR, SplitBf16). The caller synchronises before and after.
+// Every copy of a row holds the same entry, so a 16-byte store holds one entry (a group of 4 fp32
+// values) or repeats one of 8 or 4 bytes: a store costs one or two codebook reads and a few
+// integer operations (the table is built while the previous kernel finishes, but a block that
+// starts late builds it on its own critical path).
 template <int BITS, bool TENSOR, bool HALF>
 __device__ __forceinline__ void BuildTable(unsigned char* table, const uint32_t* book, int thread, int threads) {
   using L = Lookup<BITS, TENSOR, HALF>;
+  constexpr int kUnitsPerRow = L::kRowBytes / 16;
+  constexpr uint32_t kMask = (1u << BITS) - 1u;
+  static_assert(L::kRowBytes % 16 == 0 && (kUnitsPerRow & (kUnitsPerRow - 1)) == 0);
   for (int u = thread; u < L::kBytes / 16; u += threads) {
-    const int e = u * 16 / L::kRowBytes, f0 = u * 16 % L::kRowBytes / 4;
-    uint32_t v[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      if constexpr (TENSOR && L::kGroup == 1) {  // the split of code e
-        v[k] = book[e];
-      } else if constexpr (TENSOR) {  // words 0-31 of a row: hi terms; 32-63: lo terms
-        const uint32_t s0 = book[e & ((1 << BITS) - 1)], s1 = book[e >> BITS];
-        v[k] = f0 + k < 32 ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
-      } else if constexpr (HALF) {  // words 0-31: the copies' fp16 pairs; 32-63 unused
-        v[k] = f0 + k < 32 ? book[e & ((1 << BITS) - 1)] | book[e >> BITS] << 16 : 0u;
-      } else {
-        v[k] = book[(e >> ((f0 + k) % L::kGroup * BITS)) & ((1 << BITS) - 1)];
-      }
+    const uint32_t e = static_cast<uint32_t>(u) / kUnitsPerRow;  // the row: a code group
+    [[maybe_unused]] const auto first_half = [&] { return static_cast<uint32_t>(u) % kUnitsPerRow < kUnitsPerRow / 2; };
+    uint4 v;
+    if constexpr (TENSOR && L::kGroup == 1) {  // the split of code e, 4 copies
+      const uint32_t s = book[e];
+      v = make_uint4(s, s, s, s);
+    } else if constexpr (TENSOR) {  // the first half of a row: hi terms; the second: lo terms
+      const uint32_t s0 = book[e & kMask], s1 = book[e >> BITS];
+      const uint32_t w = first_half() ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
+      v = make_uint4(w, w, w, w);
+    } else if constexpr (HALF) {  // the first half: 4 copies of the fp16 pair; the second unused
+      const uint32_t w = first_half() ? book[e & kMask] | book[e >> BITS] << 16 : 0u;
+      v = make_uint4(w, w, w, w);
+    } else if constexpr (L::kGroup == 4) {  // one copy of the 4 values
+      v = make_uint4(book[e & kMask], book[(e >> BITS) & kMask], book[(e >> 2 * BITS) & kMask], book[e >> 3 * BITS]);
+    } else if constexpr (L::kGroup == 2) {  // two copies of the pair
+      const uint32_t lo = book[e & kMask], hi = book[e >> BITS];
+      v = make_uint4(lo, hi, lo, hi);
+    } else {  // 4 copies of one value
+      const uint32_t w = book[e];
+      v = make_uint4(w, w, w, w);
     }
-    reinterpret_cast<uint4*>(table)[u] = make_uint4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<uint4*>(table)[u] = v;
   }
 }
 
