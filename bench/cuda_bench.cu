@@ -187,11 +187,12 @@ void PrintTrace(int warps, F&& call) {
     return v[static_cast<size_t>(f * static_cast<double>(v.size() - 1))];
   };
   // The kernel's stamps (gemv.cu, Trace): a warp's entry, its block's table built, the previous
-  // kernel waited for, the activations staged, its first step done, its main loop done, its exit.
+  // kernel waited for, the activations staged, its first step done, its main loop done, its exit;
+  // 7: its first step's loads issued (before the table), printed second.
   const char* what[] = {"entry", "table built", "wait returned", "prologue done", "first step done",
-                        "main loop done", "exit"};
+                        "main loop done", "exit", "loads issued"};
   constexpr int kMainLoopDone = 5;
-  for (int k = 0; k < 7; ++k) {
+  for (int k : {0, 7, 1, 2, 3, 4, 5, 6}) {
     std::vector<double> us;
     for (int w = 0; w < warps; ++w)
       if (h[w * 8] && h[w * 8 + k]) us.push_back(static_cast<double>(h[w * 8 + k] - t0) / 1000.0);

@@ -255,6 +255,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // The lookup table from the codebook (16-byte stores): fp32 values, fp16 values, or the pair's
   // hi and lo bf16x2 terms (book holds each value as fp32 bits, as fp16 bits, or its split
   // hi | lo << 16).
+  OWF_TRACE(7);
   __shared__ uint32_t book[kMaxCodebook];
   if (threadIdx.x < kMaxCodebook) {
     const float v = a.book[threadIdx.x];
