@@ -39,7 +39,7 @@ namespace {
 
 #ifdef OWF_GEMV_TRACE
 __device__ unsigned long long* gemv_trace = nullptr;
-// Stamp k (kTraceStamps per warp, owf_cuda_bench --trace names them): the global timer in ns.
+// Stamp k (0-7 per warp; owf_cuda_bench --trace names them): the global timer in ns.
 __device__ __forceinline__ void Trace(int gw, int k) {
   if (gemv_trace && (threadIdx.x & 31) == 0) {
     unsigned long long t;
