@@ -124,26 +124,23 @@ __device__ __forceinline__ void BuildTable(unsigned char* table, const uint32_t*
   static_assert(L::kRowBytes % 16 == 0 && (kUnitsPerRow & (kUnitsPerRow - 1)) == 0);
   for (int u = thread; u < L::kBytes / 16; u += threads) {
     const uint32_t e = static_cast<uint32_t>(u) / kUnitsPerRow;  // the row: a code group
-    [[maybe_unused]] const auto first_half = [&] { return static_cast<uint32_t>(u) % kUnitsPerRow < kUnitsPerRow / 2; };
+    [[maybe_unused]] const bool first_half = static_cast<uint32_t>(u) % kUnitsPerRow < kUnitsPerRow / 2;
     uint4 v;
-    if constexpr (TENSOR && L::kGroup == 1) {  // the split of code e, 4 copies
-      const uint32_t s = book[e];
-      v = make_uint4(s, s, s, s);
+    if constexpr (L::kGroup == 1) {  // 4 copies of code e's value (TENSOR: its split)
+      const uint32_t w = book[e];
+      v = make_uint4(w, w, w, w);
     } else if constexpr (TENSOR) {  // the first half of a row: hi terms; the second: lo terms
       const uint32_t s0 = book[e & kMask], s1 = book[e >> BITS];
-      const uint32_t w = first_half() ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
+      const uint32_t w = first_half ? (s0 & 0xFFFFu) | s1 << 16 : s0 >> 16 | (s1 & 0xFFFF0000u);
       v = make_uint4(w, w, w, w);
     } else if constexpr (HALF) {  // the first half: 4 copies of the fp16 pair; the second unused
-      const uint32_t w = first_half() ? book[e & kMask] | book[e >> BITS] << 16 : 0u;
+      const uint32_t w = first_half ? book[e & kMask] | book[e >> BITS] << 16 : 0u;
       v = make_uint4(w, w, w, w);
     } else if constexpr (L::kGroup == 4) {  // one copy of the 4 values
       v = make_uint4(book[e & kMask], book[(e >> BITS) & kMask], book[(e >> 2 * BITS) & kMask], book[e >> 3 * BITS]);
-    } else if constexpr (L::kGroup == 2) {  // two copies of the pair
+    } else {  // two copies of the pair
       const uint32_t lo = book[e & kMask], hi = book[e >> BITS];
       v = make_uint4(lo, hi, lo, hi);
-    } else {  // 4 copies of one value
-      const uint32_t w = book[e];
-      v = make_uint4(w, w, w, w);
     }
     reinterpret_cast<uint4*>(table)[u] = v;
   }
