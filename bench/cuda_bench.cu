@@ -1,6 +1,6 @@
 // GPU benchmark of owf's quantised GEMV/GEMM against cuBLAS bf16 on Llama-3 8B/70B layer shapes.
 //   build-cuda/bench/owf_cuda_bench [--quick] [--bits B | --element SPEC] [--block N] [--batches 1,16] [--shapes 28672x8192,...]
-//                                   [--graph] [--trace]
+//                                   [--rotate] [--graph] [--trace]
 // For each shape and batch it times cuBLAS bf16 (cublasGemmEx, fp32 accumulation and output) and
 // owf's fused kernel on the same shape with B-bit codes (a 2^B-entry Student-t cube-root
 // codebook) and bf16 absmax scales per block of N, and reports microseconds, achieved bandwidth
@@ -52,6 +52,7 @@ constexpr double kPeakBytesPerSecond = 3.35e12;  // H100 SXM5 HBM3
 // The stream every timed call runs on (not the legacy default stream, which cannot be captured).
 cudaStream_t bench_stream = nullptr;
 bool use_graph = false;  // --graph
+bool rotate = false;     // --rotate: Hadamard-rotated matrices (each product rotates its activations first)
 
 // Median time per call of `iterations` back-to-back calls launch(0..iterations-1) on bench_stream
 // (7 timings after a warm-up). With use_graph (and graphs allowed), the calls are captured once
@@ -147,6 +148,7 @@ owf::cuda::TiledMatrix RandomMatrix(int64_t rows, int64_t cols, const std::vecto
   v.scale_format = owf::ScaleFormat::kBf16;
   v.scales = scales;
   v.codes = codes;
+  if (rotate) v.rotation_seed = seed;
   auto m = owf::cuda::TileForGpu(v);
   if (!m.ok()) {
     std::fprintf(stderr, "tile: %s\n", m.status().ToString().c_str());
@@ -240,6 +242,7 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
     else if (a == "--graph") use_graph = true;
+    else if (a == "--rotate") rotate = true;
     else if (a == "--trace") trace = true;
     else if (a == "--bits" && i + 1 < argc) bits = std::atoi(argv[++i]);
     else if (a == "--block" && i + 1 < argc) block = std::atoll(argv[++i]);
@@ -259,7 +262,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--quick] [--bits B | --element SPEC] [--block N] [--batches 1,16] [--shapes 28672x8192,...] "
-                   "[--graph] [--trace]\n",
+                   "[--rotate] [--graph] [--trace]\n",
                    argv[0]);
       return 2;
     }
@@ -289,9 +292,9 @@ int main(int argc, char** argv) {
   }
   bits = 0;
   while ((size_t{1} << bits) < design->centroids().size()) ++bits;
-  std::printf("owf format: %s, %d-bit codes, bf16 absmax scale per 1x%lld block = %.4f bits/weight\n\n",
-              owf::ToString(spec).c_str(), bits, static_cast<long long>(block),
-              bits + 16.0 / static_cast<double>(block));
+  std::printf("owf format: %s%s, %d-bit codes, bf16 absmax scale per 1x%lld block = %.4f bits/weight\n\n",
+              owf::ToString(spec).c_str(), rotate ? "+rotate(hadamard) (each product rotates its activations)" : "",
+              bits, static_cast<long long>(block), bits + 16.0 / static_cast<double>(block));
 
   std::vector<Shape> shapes = {{4096, 4096, "8B q/o"},    {14336, 4096, "8B gate/up"}, {4096, 14336, "8B down"},
                                {28672, 8192, "70B gate/up"}, {8192, 8192, "70B q/o"}};

@@ -5,7 +5,11 @@
 // each inside one scaling block where the blocks allow (one scale per run): where the output rows
 // are 16-byte aligned and the tile is whole, a run goes out as 16-byte stores (8-byte for runs of
 // 4); otherwise adjacent columns go out as one 32-bit store where rows are 4-byte aligned, or
-// element by element, with a scale per element.
+// element by element, with a scale per element. The fp32 variant (rotated matrices: DeviceMatrix
+// un-rotates the rows before rounding them to bf16) stores the same way, unrounded (runs of 4
+// columns as one 16-byte store).
+#include <type_traits>
+
 #include "device_common.cuh"
 
 namespace owf::cuda::detail {
@@ -15,10 +19,17 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 enum Stores { kElements, kPairs, kRuns };  // how the kernel writes (see the top)
 
-template <int BITS, int RS>
-__global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_constant__ MatrixArgs a,
-                                                             uint16_t* __restrict__ out, int64_t ld,
-                                                             int stores) {
+// An output element: bf16 bits (round to nearest even) or fp32.
+template <typename OUT>
+__device__ __forceinline__ OUT OutputOf(float v) {
+  if constexpr (std::is_same_v<OUT, float>) return v;
+  else return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+
+template <int BITS, int RS, typename OUT>
+__global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_constant__ MatrixArgs a, OUT* __restrict__ out,
+                                                             int64_t ld, int stores) {
+  constexpr bool kBf16 = std::is_same_v<OUT, uint16_t>;
   __shared__ float book[kMaxCodebook];
   for (int i = threadIdx.x; i < kMaxCodebook; i += blockDim.x) book[i] = a.book[i];
   __syncthreads();
@@ -34,35 +45,40 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_consta
   int64_t base[2] = {0, 0};
   if (scaled)
     for (int h = 0; h < 2; ++h) base[h] = RowBase(a, min(rows[h], a.rows - 1));
-  if (stores == kRuns && (tj + 1) * kTileCols <= a.cols) {
-    constexpr int kRunsPerRow = 4 / RS, kRunCols = 4 * RS;  // per row: runs of adjacent columns
+  if (stores == kRuns && (tj + 1) * kTileCols <= a.cols) {  // a whole tile, as runs
+    constexpr int kRunsPerRow = 4 / RS, kRunCols = 4 * RS;   // per row: runs of adjacent columns
+    constexpr int kWordCols = kBf16 ? 2 : 1, kRunWords = kRunCols / kWordCols;  // 32-bit words
     auto run_column = [&](int run) { return tj * kTileCols + 16 * RS * run + kRunCols * t; };
     float scale[2][kRunsPerRow];
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
       for (int run = 0; run < kRunsPerRow; ++run) scale[h][run] = scaled ? ScaleAt(a, base[h], run_column(run)) : 1.0f;
-    uint32_t pairs[2][8];  // row g + 8 h: run by run, bf16 pairs of adjacent columns
+    uint32_t words[2][16 / kWordCols];  // row g + 8 h: run by run, bf16 pairs or fp32 values
 #pragma unroll
     for (int p = 0; p < 16; ++p) {  // codes 2p, 2p + 1: one row (g + 8 h), adjacent columns
       const int h = p & 1, s = p >> 2, run = s / RS;
       const int c = TileColumn(RS, t, 2 * p) - (16 * RS * run + kRunCols * t);  // the pair's place in its run
       float v0 = book[FieldAt<BITS, BITS>(w_codes, 2 * p)], v1 = book[FieldAt<BITS, BITS>(w_codes, 2 * p + 1)];
       if (scaled) v0 = __fmul_rn(v0, scale[h][run]), v1 = __fmul_rn(v1, scale[h][run]);
-      pairs[h][(run * kRunCols + c) / 2] = static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v0))) |
-                                           static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(v1))) << 16;
+      if constexpr (kBf16) {
+        words[h][(run * kRunCols + c) / 2] = static_cast<uint32_t>(OutputOf<OUT>(v0)) | static_cast<uint32_t>(OutputOf<OUT>(v1)) << 16;
+      } else {
+        words[h][run * kRunCols + c] = __float_as_uint(v0);
+        words[h][run * kRunCols + c + 1] = __float_as_uint(v1);
+      }
     }
     for (int h = 0; h < 2; ++h) {
       if (rows[h] >= a.rows) continue;
 #pragma unroll
       for (int run = 0; run < kRunsPerRow; ++run) {
-        uint16_t* dst = out + rows[h] * ld + run_column(run);
-        const uint32_t* v = pairs[h] + run * kRunCols / 2;
-        if constexpr (RS == 1) {
+        OUT* dst = out + rows[h] * ld + run_column(run);
+        const uint32_t* v = words[h] + run * kRunWords;
+        if constexpr (kRunWords == 2) {
           *reinterpret_cast<uint2*>(dst) = make_uint2(v[0], v[1]);
         } else {
 #pragma unroll
-          for (int k = 0; k < kRunCols / 8; ++k)
+          for (int k = 0; k < kRunWords / 4; ++k)
             reinterpret_cast<uint4*>(dst)[k] = make_uint4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
         }
       }
@@ -81,10 +97,9 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_consta
       v0 = __fmul_rn(v0, ScaleAt(a, base[h], col));
       v1 = __fmul_rn(v1, ScaleAt(a, base[h], col + 1));
     }
-    const uint16_t b0 = __bfloat16_as_ushort(__float2bfloat16_rn(v0));
-    const uint16_t b1 = __bfloat16_as_ushort(__float2bfloat16_rn(v1));
-    uint16_t* dst = out + row * ld + col;
-    if (stores != kElements && col + 1 < a.cols) {
+    const OUT b0 = OutputOf<OUT>(v0), b1 = OutputOf<OUT>(v1);
+    OUT* dst = out + row * ld + col;
+    if (kBf16 && stores != kElements && col + 1 < a.cols) {
       *reinterpret_cast<uint32_t*>(dst) = static_cast<uint32_t>(b0) | static_cast<uint32_t>(b1) << 16;
     } else {
       dst[0] = b0;
@@ -93,27 +108,32 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_consta
   }
 }
 
-__global__ void WriteOutliersKernel(MatrixArgs a, uint16_t* __restrict__ out, int64_t ld) {
-  const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (o >= a.outliers) return;
+// Outliers written over: those of rows first_row .. first_row + rows - 1 (CSR order, which is the
+// order of their flat indices), into out with row first_row at out[0].
+template <typename OUT>
+__global__ void WriteOutliersKernel(MatrixArgs a, int64_t first_row, int64_t rows, OUT* __restrict__ out, int64_t ld) {
+  const int64_t begin = a.outlier_row_start[first_row], end = a.outlier_row_start[first_row + rows];
+  const int64_t o = begin + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (o >= end) return;
   const int64_t flat = a.outlier_index[o];
-  out[(flat / a.cols) * ld + flat % a.cols] = __bfloat16_as_ushort(__float2bfloat16_rn(a.outlier_value[o]));
+  out[(flat / a.cols - first_row) * ld + flat % a.cols] = OutputOf<OUT>(a.outlier_value[o]);
 }
 
-template <int BITS, int RS>
-void Launch(const MatrixArgs& a, uint16_t* out, int64_t ld, int stores, cudaStream_t stream) {
+template <int BITS, int RS, typename OUT>
+void Launch(const MatrixArgs& a, OUT* out, int64_t ld, int stores, cudaStream_t stream) {
   const int64_t tiles = a.row_tiles * a.col_tiles;
-  DequantiseKernel<BITS, RS><<<static_cast<unsigned>((tiles + kWarps - 1) / kWarps), kThreads, 0, stream>>>(a, out, ld,
-                                                                                                            stores);
+  DequantiseKernel<BITS, RS, OUT>
+      <<<static_cast<unsigned>((tiles + kWarps - 1) / kWarps), kThreads, 0, stream>>>(a, out, ld, stores);
 }
 
-}  // namespace
-
-Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream) {
+template <typename OUT>
+Status Dequantise(const MatrixArgs& a, int64_t first_row, OUT* out, int64_t ld, cudaStream_t stream) {
   // Run stores need every row start 16-byte aligned (a lane's run starts at a multiple of 4 * RS
-  // columns, and runs of 8 or 16 columns go out as 16-byte stores), 32-bit ones 4-byte aligned
-  // (columns of a pair start even).
-  const auto aligned = [&](int bytes) { return (ld * 2) % bytes == 0 && reinterpret_cast<uintptr_t>(out) % bytes == 0; };
+  // columns, and runs of 8 or 16 columns go out as 16-byte stores; fp32 runs of 4 too), 32-bit
+  // ones 4-byte aligned (columns of a pair start even).
+  const auto aligned = [&](int bytes) {
+    return (ld * static_cast<int64_t>(sizeof(OUT))) % bytes == 0 && reinterpret_cast<uintptr_t>(out) % bytes == 0;
+  };
   // A run has one scale where the blocks are a multiple of its width (TileForGpu's runs always
   // are, except for blocks that are not a multiple of 16 columns).
   const bool run_scales = a.scale_type == static_cast<int>(GpuScale::kNone) || a.blocks_across == 1 ||
@@ -129,11 +149,34 @@ Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStre
     return Internal("lane runs of 1, 2 or 4 k-steps");
   }));
   OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  if (a.outliers) {
-    WriteOutliersKernel<<<static_cast<unsigned>((a.outliers + 255) / 256), 256, 0, stream>>>(a, out, ld);
+  if (a.outliers) {  // at most a.outliers of them in these rows
+    WriteOutliersKernel<OUT><<<static_cast<unsigned>((a.outliers + 255) / 256), 256, 0, stream>>>(a, first_row, a.rows,
+                                                                                                   out, ld);
     OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream) {
+  return Dequantise(a, 0, out, ld, stream);
+}
+
+Status LaunchDequantiseRows(const MatrixArgs& a, int64_t first_tile_row, int64_t tile_rows, float* out,
+                            cudaStream_t stream) {
+  if (first_tile_row < 0 || tile_rows < 1 || first_tile_row + tile_rows > a.row_tiles)
+    return InvalidArgument("tile rows outside the matrix");
+  // The tile rows as a matrix of their own: codes and scales from their first tile row; outliers
+  // (flat indices of the whole matrix) found through the rows' CSR ranges.
+  MatrixArgs part = a;
+  const int64_t first_row = first_tile_row * kTileRows;
+  part.codes = a.codes + first_tile_row * a.col_tiles * 32 * a.code_bits;
+  if (a.scale_type != static_cast<int>(GpuScale::kNone))
+    part.scales = a.scales + ScaleSlot(first_row, 0, a.blocks_across) * (a.scale_type == static_cast<int>(GpuScale::kBf16) ? 2 : 4);
+  part.row_tiles = tile_rows;
+  part.rows = std::min(a.rows - first_row, tile_rows * kTileRows);
+  return Dequantise(part, first_row, out, a.cols, stream);
 }
 
 }  // namespace owf::cuda::detail

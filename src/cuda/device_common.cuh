@@ -9,6 +9,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "owf/core/status.h"
 #include "owf/cuda/layout.h"
@@ -353,5 +354,19 @@ GemvWorkspace PlanGemmWide(const MatrixArgs& a, int sms, int kernel_rows);
 Status LaunchGemmWide(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                       int kernel_rows, float* y, int64_t ldy, cudaStream_t stream);
 Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream);
+// Tile rows first_tile_row .. + tile_rows - 1 dequantised to fp32 (codebook[code] * scale, outliers
+// written over), row-major with leading dimension cols (rotated matrices, DeviceMatrix).
+Status LaunchDequantiseRows(const MatrixArgs& a, int64_t first_tile_row, int64_t tile_rows, float* out,
+                            cudaStream_t stream);
+// Rows of `cols` values (bf16 bits or fp32, leading dimension ld_in) rotated (HadamardRotateRow:
+// signs, then the blockwise orthonormal Walsh-Hadamard transform) or, with inverse, un-rotated,
+// in fp32 exactly as the CPU does it, into bf16 rows (round to nearest even; leading dimension
+// ld_out). One block per row, the row in shared memory. `negative` (device memory) holds the
+// rotation's signs as NegativeColumns gives them.
+template <typename IN>
+Status LaunchRotateRows(const IN* in, int64_t ld_in, int64_t rows, int64_t cols, const uint32_t* negative, bool inverse,
+                        uint16_t* out, int64_t ld_out, cudaStream_t stream);
+// The columns whose seeded sign is -1 (HadamardNegative): bit c % 32 of word c / 32.
+std::vector<uint32_t> NegativeColumns(uint64_t seed, int64_t cols);
 
 }  // namespace owf::cuda::detail

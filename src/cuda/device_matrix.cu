@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -88,6 +89,9 @@ struct DeviceMatrix::State {
   detail::GemmWorkspace workspace;
   detail::GemvWorkspace gemv[detail::kGemvPlans];  // by GemvPlanIndex
   detail::GemvWorkspace wide[detail::kGemmWidePlans];  // 32 and 64 rows
+  std::optional<uint64_t> rotation_seed;  // a rotated matrix (TiledMatrix::rotation_seed)
+  uint16_t* rotated_x = nullptr;          // then: 64 rows of cols rotated activations,
+  uint32_t* negative = nullptr;           // and its signs (NegativeColumns)
   std::vector<void*> allocations;
 
   template <typename T>
@@ -158,6 +162,11 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   a.block_cols_shift = PowerOfTwoShift(m.block_cols);
   a.rows = m.rows;
   a.cols = m.cols;
+  s->rotation_seed = m.rotation_seed;
+  if (m.rotation_seed) {
+    OWF_RETURN_IF_ERROR(s->Allocate(static_cast<size_t>(64 * m.cols) * 2, reinterpret_cast<void**>(&s->rotated_x)));
+    OWF_RETURN_IF_ERROR(s->Upload(detail::NegativeColumns(*m.rotation_seed, m.cols), &s->negative));
+  }
   a.col_tiles = m.col_tiles;
   a.row_tiles = m.row_tiles;
   if (m.run_steps != 1 && m.run_steps != 2 && m.run_steps != 4)
@@ -185,7 +194,28 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
 
 Status DeviceMatrix::DequantiseBf16(uint16_t* out, int64_t ld, Stream stream) const {
   if (!out || ld < s_->cols) return InvalidArgument("DequantiseBf16 needs an output with ld >= cols");
-  return detail::LaunchDequantise(s_->args, out, ld, stream);
+  if (!s_->rotation_seed) return detail::LaunchDequantise(s_->args, out, ld, stream);
+  // Rotated: fp32 rows, un-rotated into bf16, in chunks of tile rows (at most 32 MB of scratch).
+  const MatrixArgs& a = s_->args;
+  const int64_t chunk = std::clamp<int64_t>((int64_t{32} << 20) / (kTileRows * a.cols * 4), 1, a.row_tiles);
+  float* scratch = nullptr;
+  OWF_CUDA_RETURN_IF_ERROR(cudaMallocAsync(reinterpret_cast<void**>(&scratch),
+                                           static_cast<size_t>(chunk * kTileRows * a.cols) * sizeof(float), stream));
+  const auto chunks = [&]() -> Status {
+    for (int64_t t0 = 0; t0 < a.row_tiles; t0 += chunk) {
+      const int64_t tiles = std::min(chunk, a.row_tiles - t0), first_row = t0 * kTileRows;
+      OWF_RETURN_IF_ERROR(detail::LaunchDequantiseRows(a, t0, tiles, scratch, stream));
+      OWF_RETURN_IF_ERROR(detail::LaunchRotateRows<float>(scratch, a.cols, std::min(a.rows - first_row, tiles * kTileRows),
+                                                          a.cols, s_->negative, /*inverse=*/true,
+                                                          out + first_row * ld, ld, stream));
+    }
+    return Status::Ok();
+  };
+  const Status status = chunks();
+  const cudaError_t freed = cudaFreeAsync(scratch, stream);
+  OWF_RETURN_IF_ERROR(status);
+  OWF_CUDA_RETURN_IF_ERROR(freed);
+  return Status::Ok();
 }
 
 Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream) const {
@@ -195,6 +225,12 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   if (a.cols % 2 != 0) return InvalidArgument("Gemm needs an even column count (activations are read in pairs)");
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
+  if (s_->rotation_seed) {  // W x = V rotate(x): the kernels run on the rotated activations
+    OWF_RETURN_IF_ERROR(detail::LaunchRotateRows<uint16_t>(x, ldx, batch, a.cols, s_->negative,
+                                                           /*inverse=*/false, s_->rotated_x, a.cols, stream));
+    x = s_->rotated_x;
+    ldx = a.cols;
+  }
   // The small-batch kernels and the wide GEMM, with the stream's scratch; the split-K GEMM takes
   // what they do not (other block widths, 1-bit codes in blocks narrower than a tile).
   const auto gemv = [&](int b0, int n, int rows) -> Status {

@@ -11,6 +11,7 @@
 // 0.5, 5e-4 / 1e-2 and 95%; summation order on the GPU adds about 1e-6.
 #include "owf/cuda/forward.h"
 
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "owf/core/numeric.h"
 #include "owf/cuda/evaluate.h"
@@ -257,22 +259,45 @@ TEST(GpuModelFiles, PlainMatricesAreBf16AndVectorsFp32) {
   EXPECT_TRUE(std::equal(norm->begin(), norm->end(), want->data.begin()));
 }
 
-TEST(GpuModelFiles, RotatedTensorsFallBackToTheCpuDequantisation) {
+TEST(GpuModelFiles, RotatedTensorsStayQuantisedAndDequantiseLikeTheCpu) {
   SKIP_WITHOUT_MODEL();
   Dir dir;
-  const std::string packed = dir.Quantised("int4@64:absmax+rotate(hadamard)", "rot.safetensors");
+  const std::string packed = dir.Quantised("crd4(t)@64:absmax+rotate(hadamard,7)", "rot.safetensors");
   auto files = GpuModelFiles::Open(packed);
   ASSERT_TRUE(files.ok()) << files.status().ToString();
-  auto m = (*files)->ReadMatrix("blk.0.attn_output.weight", 64, 64, true);
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
-  EXPECT_FALSE(m->tiled.has_value());
-  EXPECT_NE(m->fallback.find("rotat"), std::string::npos) << m->fallback;
   auto file = OpenModel(packed);
   auto meta = ReadPackedMetadata(**file);
-  auto truth = ReadPackedTensor(**file, "blk.0.attn_output.weight", (*meta)["tensors"]["blk.0.attn_output.weight"]);
-  ASSERT_TRUE(truth.ok());
-  const auto* bf16 = static_cast<const uint16_t*>(m->dense_bytes());
-  for (size_t i = 0; i < truth->data.size(); ++i) ASSERT_EQ(bf16[i], Bf16FromFloat(truth->data[i])) << i;
+  // attn_output is 64 x 64; the output head (512 x 64) and w2 (64 x 172: pieces of 128, 32, 8 and 4 columns).
+  for (const auto& [name, rows, cols] : {std::tuple<std::string, int64_t, int64_t>{"blk.0.attn_output.weight", 64, 64},
+                                         {"blk.2.ffn_down.weight", 64, 172}}) {
+    auto m = (*files)->ReadMatrix(name, rows, cols, true);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ASSERT_TRUE(m->tiled.has_value()) << name << ": " << m->fallback;
+    EXPECT_EQ(m->tiled->rotation_seed, std::optional<uint64_t>(7));
+    EXPECT_TRUE(m->fallback.empty()) << m->fallback;
+    if (!Available()) continue;
+    // DequantiseBf16 un-rotates on the GPU: the same bits as the CPU's dequantised tensor, rounded.
+    auto truth = ReadPackedTensor(**file, name, (*meta)["tensors"][name]);
+    ASSERT_TRUE(truth.ok());
+    auto d = DeviceMatrix::Upload(*m->tiled);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    uint16_t* out = nullptr;
+    ASSERT_EQ(cudaMalloc(&out, truth->data.size() * 2), cudaSuccess);
+    ASSERT_TRUE(d->DequantiseBf16(out, cols).ok());
+    std::vector<uint16_t> got(truth->data.size());
+    ASSERT_EQ(cudaMemcpy(got.data(), out, got.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    cudaFree(out);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], Bf16FromFloat(truth->data[i])) << name << " " << i;
+  }
+  // With outliers, which replace values of W rather than of the rotated codes, the CPU
+  // dequantises the tensor.
+  const std::string outliers = dir.Quantised("int4@64:absmax+outliers(0.01)+rotate(hadamard)", "rot_out.safetensors");
+  auto with_outliers = GpuModelFiles::Open(outliers);
+  ASSERT_TRUE(with_outliers.ok()) << with_outliers.status().ToString();
+  auto m = (*with_outliers)->ReadMatrix("blk.0.attn_output.weight", 64, 64, true);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->tiled.has_value());
+  EXPECT_NE(m->fallback.find("outliers of a rotated"), std::string::npos) << m->fallback;
 }
 
 TEST(GpuModelFiles, ErrorsNameTheProblemAndTheSkeletonIsRemoved) {
@@ -363,7 +388,7 @@ TEST(GpuTransformer, QuantisedLogitsMatchTheCpuOnTheDequantisedModel) {
     std::printf("crd4 model, %d tokens: max |dlogit| %.4f, KL mean %.2e max %.2e, same top-1 %.3f\n", n, a.max_abs,
                 a.kl_mean, a.kl_max, a.same_top1);
   }
-  // A rotated model runs from its CPU-dequantised matrices.
+  // A rotated model runs on the kernels: each product rotates its activations first.
   const std::string rot = dir.Quantised("int4@64:absmax+rotate(hadamard)", "rot.safetensors");
   const std::string rot_fake = (dir.path() / "rot_fake.gguf").string();
   ASSERT_TRUE(DequantiseModel(rot, rot_fake).ok());
@@ -371,7 +396,8 @@ TEST(GpuTransformer, QuantisedLogitsMatchTheCpuOnTheDequantisedModel) {
   auto cpu_rot = CpuModel(rot_fake, &keep_rot);
   auto gpu_rot = GpuModel(rot);
   ASSERT_TRUE(cpu_rot && gpu_rot);
-  EXPECT_EQ(gpu_rot->load_stats().fallbacks.size(), 1u + 1 + 5 * 7);
+  EXPECT_EQ(gpu_rot->load_stats().quantised_matrices, 1 + 1 + 5 * 7);
+  EXPECT_TRUE(gpu_rot->load_stats().fallbacks.empty());
   const std::vector<int> tokens = StoryTokens(64);
   ExpectClose(Compare(*cpu_rot->ForwardSequence(tokens), *gpu_rot->ForwardSequence(tokens)));
 }

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "owf/core/numeric.h"
+#include "owf/formats/rotation.h"
 #include "test_matrices.h"
 
 namespace owf::cuda {
@@ -344,6 +345,81 @@ TEST(CudaKernels, GemmRejectsBadShapes) {
   ASSERT_TRUE(od.ok());
   EXPECT_EQ(od->Gemm(x.p, 64, 1, y.p, 32).code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(od->DequantiseBf16(x.p, 64).ok());
+}
+
+// Hadamard-rotated matrices: TileForGpu keeps the codes of V = W rotated along its rows (rows of
+// 64 to 40,000 columns: pieces of 4 to 32768 values).
+// Dequantisation un-rotates each row on the GPU: the same bits as the CPU's dequantised tensor
+// (131,112 rows of 64 columns take two chunks of the scratch memory). Products rotate their
+// activations: against V times the CPU's rotation of the bf16 activations (rounded to bf16, as
+// the GPU rounds them), within the kernels' tolerance; against W times the activations within
+// that rounding (2^-9 of each rotated activation).
+TEST(CudaKernels, RotatedMatricesDequantiseAndMultiplyLikeTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<testing::TestMatrix> matrices = {
+      {"int4@64:absmax+rotate(hadamard,5)", 37, 172},  // pieces of 128, 32, 8 and 4 columns
+      {"crd4(normal)@32:absmax+rotate(hadamard,9)", 50, 256},
+      {"crd3(t,df=5)@64:absmax+rotate(hadamard,3)", 8200, 512},  // the wide GEMM at 33-64 rows
+      // Pieces of 512 values or more go through registers: 16384, 8192 and 4096; 32768 ... 512 and 64.
+      {"crd4(normal)@128:absmax+rotate(hadamard,17)", 20, 28672},
+      {"int4@64:absmax+rotate(hadamard,13)", 33, 40000},
+      {"int4@64:absmax+rotate(hadamard,11)", 131112, 64}};
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const auto& tm : matrices) {
+    SCOPED_TRACE(tm.spec);
+    auto q = Quantise(tm);
+    ASSERT_TRUE(q.ok()) << q.status().ToString();
+    ASSERT_TRUE(q->rotation_seed.has_value());
+    auto m = TileForGpu(ViewOf(*q));
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    auto d = DeviceMatrix::Upload(*m);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    const int64_t rows = tm.rows, cols = tm.cols, ld = cols + 6;
+    DeviceBuffer<uint16_t> out(static_cast<size_t>(rows * ld));
+    ASSERT_TRUE(d->DequantiseBf16(out.p, ld).ok());
+    const std::vector<uint16_t> got = out.Download();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        ASSERT_EQ(got[static_cast<size_t>(r * ld + c)], Bf16FromFloat(q->values.data[static_cast<size_t>(r * cols + c)]))
+            << "at (" << r << ", " << c << ")";
+    if (rows > 10000) continue;  // products: the smaller matrices
+    std::vector<double> vd(static_cast<size_t>(rows * cols));  // V, as the kernels see it
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) vd[static_cast<size_t>(r * cols + c)] = TiledValue(*m, r, c);
+    for (const int batch : {1, 2, 5, 16, 40}) {
+      SCOPED_TRACE(batch);
+      const int64_t ldx = cols + 4, ldy = rows + 1;
+      std::vector<uint16_t> x(static_cast<size_t>(batch * ldx));
+      for (auto& v : x) v = Bf16FromFloat(normal(rng));
+      DeviceBuffer<uint16_t> dx(x.size());
+      dx.Upload(x);
+      DeviceBuffer<float> dy(static_cast<size_t>(batch * ldy));
+      ASSERT_TRUE(d->Gemm(dx.p, ldx, batch, dy.p, ldy).ok());
+      const std::vector<float> y = dy.Download();
+      for (int b = 0; b < batch; ++b) {
+        std::vector<float> xr(static_cast<size_t>(cols));
+        for (int64_t c = 0; c < cols; ++c) xr[static_cast<size_t>(c)] = FloatFromBf16(x[static_cast<size_t>(b * ldx + c)]);
+        const std::vector<float> xw = xr;
+        HadamardRotateRow(xr, *q->rotation_seed, /*inverse=*/false);
+        for (auto& v : xr) v = FloatFromBf16(Bf16FromFloat(v));
+        for (int64_t r = 0; r < rows; ++r) {
+          double ref = 0, mag = 0, ref_w = 0, mag_w = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            const double v = vd[static_cast<size_t>(r * cols + c)], xv = xr[static_cast<size_t>(c)];
+            ref += v * xv;
+            mag += std::abs(v * xv);
+            const double w = q->values.data[static_cast<size_t>(r * cols + c)];
+            ref_w += w * xw[static_cast<size_t>(c)];
+            mag_w += std::abs(w) * std::abs(static_cast<double>(xw[static_cast<size_t>(c)]));
+          }
+          const float yv = y[static_cast<size_t>(b * ldy + r)];
+          ASSERT_NEAR(yv, ref, 3e-5 * mag + 1e-30) << "row " << r << " batch row " << b;
+          ASSERT_NEAR(yv, ref_w, 4e-3 * mag + 1e-4 * mag_w) << "row " << r << " batch row " << b;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -76,8 +76,11 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
   if (static_cast<int64_t>(v.codes.size()) != g.rows * g.cols)
     return InvalidArgument(std::to_string(v.codes.size()) + " codes for a " + std::to_string(g.rows) + "x" +
                            std::to_string(g.cols) + " matrix");
-  if (v.rotation_seed) return Unsupported("the GPU kernels do not undo Hadamard rotations");
   if (!v.mins.empty()) return Unsupported("the GPU kernels do not apply per-block minima (optmin scaling)");
+  // A rotated tensor's outliers replace values of W, not of the rotated V the codes hold
+  // (owf/formats/quantise.h): their corrections would need the unrotated activations.
+  if (v.rotation_seed && !v.outlier_indices.empty())
+    return Unsupported("the GPU kernels do not take outliers of a rotated tensor");
   if (v.outlier_indices.size() != v.outlier_values.size())
     return InvalidArgument("outlier indices and values differ in count");
   if (v.outlier_indices.size() > (size_t{1} << 30)) return Unsupported("more than 2^30 outliers");
@@ -87,6 +90,7 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
   m.code_bits = 1;
   while ((int64_t{1} << m.code_bits) < k) ++m.code_bits;
   m.codebook.assign(v.codebook.begin(), v.codebook.end());
+  m.rotation_seed = v.rotation_seed;
   m.row_tiles = (g.rows + kTileRows - 1) / kTileRows;
   m.col_tiles = (g.cols + kTileCols - 1) / kTileCols;
   if (v.scale_format) {

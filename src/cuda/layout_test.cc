@@ -125,8 +125,13 @@ TEST(GpuLayout, RejectsWhatTheKernelsCannotRun) {
   v.codebook = big;
   EXPECT_EQ(TileForGpu(v).status().code(), StatusCode::kUnsupported);
   v = ViewOf(*q);
-  v.rotation_seed = 3;
-  EXPECT_EQ(TileForGpu(v).status().code(), StatusCode::kUnsupported);
+  v.rotation_seed = 3;  // runs: DeviceMatrix rotates the activations
+  auto rotated = TileForGpu(v);
+  ASSERT_TRUE(rotated.ok()) << rotated.status().ToString();
+  EXPECT_EQ(rotated->rotation_seed, std::optional<uint64_t>(3));
+  auto with_outliers = Quantise({"int4@64:absmax+outliers(0.01)+rotate(hadamard,3)", 16, 64});
+  ASSERT_TRUE(with_outliers.ok());
+  EXPECT_EQ(TileForGpu(ViewOf(*with_outliers)).status().code(), StatusCode::kUnsupported);
   v = ViewOf(*q);
   std::vector<float> mins(q->scales.size(), 0.0f);
   v.mins = mins;

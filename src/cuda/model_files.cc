@@ -212,16 +212,15 @@ GpuModelFiles::~GpuModelFiles() {
 
 std::string GpuModelFiles::CodesUnsupported(const nlohmann::json& d) const {
   // The fields of a "codes" description that ReadPackedCodes decodes into TileForGpu's view
-  // (docs/container.md); anything else (a rotation, or a container feature added later) is
-  // dequantised on the CPU instead. TileForGpu itself answers Unsupported for what the kernels
+  // (docs/container.md), rotations included (DeviceMatrix rotates the activations); anything else
+  // (a container feature added later) is dequantised on the CPU instead. TileForGpu itself answers Unsupported for what the kernels
   // do not take (optmin's minima, for one).
   static const std::set<std::string> kKnown = {
       "spec",   "fitted",       "shape",  "dtype",    "bits",        "kind",      "codebook",  "group",
       "group_bits", "rows",     "cols",   "coding",   "codes",       "block",     "scale_format", "scales",
       "outliers", "scaling",    "mins",   "super_block", "sub_bits", "super_scales", "sub_scales", "min_bits",
-      "super_mins", "sub_mins", "sub_offset"};
+      "super_mins", "sub_mins", "sub_offset", "rotation"};
   for (const auto& [key, value] : d.items()) {
-    if (key == "rotation") return "rotated (the GPU kernels do not undo rotations)";
     if (kKnown.count(key) == 0) return "container field '" + key + "' is not in the GPU layout";
   }
   const auto cb = d.find("codebook");
@@ -251,7 +250,7 @@ Result<HostMatrix> GpuModelFiles::ReadMatrix(const std::string& name, int64_t ro
         return InvalidData("packed tensor '" + name + "' is stored as " + std::to_string(p.geometry.rows) + " x " +
                            std::to_string(p.geometry.cols) + ", expected " + ShapeString({rows, cols}));
       }
-      // A rotated tensor never gets here (CodesUnsupported); TileForGpu refuses what else it cannot run.
+      // TileForGpu refuses what the kernels cannot run.
       QuantisedMatrixView view;
       view.codebook = p.codebook;
       view.geometry = p.geometry;

@@ -7,13 +7,6 @@
 namespace owf {
 namespace {
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 // In-place orthonormal Walsh-Hadamard transform of a power-of-two length block.
 void Fwht(float* v, int64_t n) {
   for (int64_t h = 1; h < n; h *= 2) {
@@ -41,10 +34,6 @@ void FwhtBlocks(std::span<float> row) {
 }
 
 }  // namespace
-
-float HadamardSign(uint64_t seed, int64_t col) {
-  return (SplitMix64(seed * 0x100000001B3ull + static_cast<uint64_t>(col)) >> 63) ? -1.0f : 1.0f;
-}
 
 void HadamardRotateRow(std::span<float> row, uint64_t seed, bool inverse) {
   if (!inverse) {

@@ -34,11 +34,16 @@ class DeviceMatrix {
 
   // out: rows x cols bf16, row-major with leading dimension ld (>= cols), device memory.
   // Bit-exact with the CPU: bf16(codebook[code] * scale) (round to nearest even), outliers
-  // written over.
+  // written over; for a rotated matrix, each row of those fp32 values un-rotated in fp32 (as
+  // HadamardRotateRow does) before the rounding (in chunks, with up to 32 MB of scratch memory
+  // allocated in stream order). Rows of a rotated matrix must fit in shared memory (up to ~56K
+  // columns on an H100); Unsupported otherwise.
   Status DequantiseBf16(uint16_t* out, int64_t ld, Stream stream = nullptr) const;
 
   // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
-  // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows). Needs
+  // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows). A
+  // rotated matrix (stored as V = W rotated along its rows) first rotates the activations (fp32,
+  // as HadamardRotateRow does, rounded to bf16 like any activation) and multiplies them by V. Needs
   // an even column count, and scaling blocks whose width is a multiple of 16 (or one block across
   // the row); InvalidArgument otherwise. Batches of 1-2 (1-4 for 5-6 bit codes) with blocks 64 * 2^k
   // wide (or one across, or unscaled) run on CUDA cores in fp32 (fp32 codebook values times fp32

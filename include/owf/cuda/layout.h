@@ -68,7 +68,7 @@ struct QuantisedMatrixView {
   std::span<const uint16_t> codes;           // rows * cols, row-major
   std::span<const int64_t> outlier_indices;  // flat, ascending
   std::span<const float> outlier_values;
-  std::optional<uint64_t> rotation_seed;     // set: Unsupported (kernels do not undo rotations)
+  std::optional<uint64_t> rotation_seed;     // set: the codes are of W rotated along its rows
 };
 
 struct TiledMatrix {
@@ -88,14 +88,18 @@ struct TiledMatrix {
   std::vector<int32_t> outlier_row_start;  // rows + 1 entries (empty without outliers)
   std::vector<int32_t> outlier_col;
   std::vector<float> outlier_delta;
+  // Set for a Hadamard-rotated tensor (owf/formats/rotation.h; no outliers): codes and scales
+  // hold V = W rotated along its rows, so W x = V (rotate(x)) and W = un-rotate(V) row by row.
+  // TiledValue gives V; DeviceMatrix rotates activations and un-rotates dequantised rows.
+  std::optional<uint64_t> rotation_seed;
 
   int64_t code_bytes() const { return static_cast<int64_t>(codes.size()) * 4; }
   // Bytes a matrix-vector product reads from GPU memory for the weights.
   int64_t weight_bytes() const;
 };
 
-// Errors: Unsupported for codebooks over 64 entries, rotated tensors (the kernels do not undo
-// rotations) and per-block minima (optmin); InvalidArgument for inconsistent sizes or codes past
+// Errors: Unsupported for codebooks over 64 entries, per-block minima (optmin) and rotated tensors
+// with outliers (those replace values of W, not of the rotated V); InvalidArgument for inconsistent sizes or codes past
 // the codebook.
 Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& m);
 

@@ -12,8 +12,9 @@
 // tensor's bytes left as holes (sparse, so it costs no disk) -- and opens that with OpenModel:
 // config, tokenizer and tensor shapes come from there, values from the packed file. Quantised
 // 2-D tensors stay quantised (ReadPackedCodes -> TileForGpu); any the GPU layout does not take
-// (rotated, codebooks over 64 entries, container features it does not know) fall back to the
-// CPU-dequantised tensor (ReadPackedTensor) as bf16. The skeleton is removed with the object.
+// (rotated with outliers, codebooks over 64 entries, optmin, container features it does not know)
+// fall back to the CPU-dequantised tensor (ReadPackedTensor) as bf16. The skeleton is removed
+// with the object.
 #pragma once
 
 #include <cstdint>

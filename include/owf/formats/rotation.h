@@ -13,8 +13,17 @@
 
 namespace owf {
 
+// Whether column `col`'s seeded sign is -1 (constexpr: the GPU kernels, which rotate activations
+// and un-rotate weights, use the same signs).
+constexpr bool HadamardNegative(uint64_t seed, int64_t col) {
+  uint64_t x = seed * 0x100000001B3ull + static_cast<uint64_t>(col) + 0x9E3779B97F4A7C15ull;  // SplitMix64
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return ((x ^ (x >> 31)) >> 63) != 0;
+}
+
 // The seeded sign of column `col` (+1 or -1).
-float HadamardSign(uint64_t seed, int64_t col);
+inline float HadamardSign(uint64_t seed, int64_t col) { return HadamardNegative(seed, col) ? -1.0f : 1.0f; }
 
 // Rotates (or, with inverse, un-rotates) one row in place.
 void HadamardRotateRow(std::span<float> row, uint64_t seed, bool inverse);
