@@ -366,6 +366,8 @@ Status LaunchDequantiseRows(const MatrixArgs& a, int64_t first_tile_row, int64_t
 template <typename IN>
 Status LaunchRotateRows(const IN* in, int64_t ld_in, int64_t rows, int64_t cols, const uint32_t* negative, bool inverse,
                         uint16_t* out, int64_t ld_out, cudaStream_t stream);
+// Shared memory LaunchRotateRows needs for rows of `cols` values (one padding word per 32).
+constexpr int64_t RotateRowsSharedBytes(int64_t cols) { return (cols + cols / 32 + 1) * 4; }
 // The columns whose seeded sign is -1 (HadamardNegative): bit c % 32 of word c / 32.
 std::vector<uint32_t> NegativeColumns(uint64_t seed, int64_t cols);
 

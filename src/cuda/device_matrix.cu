@@ -164,6 +164,9 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   a.cols = m.cols;
   s->rotation_seed = m.rotation_seed;
   if (m.rotation_seed) {
+    OWF_ASSIGN_OR_RETURN(const int max_bytes, detail::MaxSharedBytes());
+    if (detail::RotateRowsSharedBytes(m.cols) > max_bytes - detail::kStaticSharedBytes)
+      return Unsupported("rotated rows of " + std::to_string(m.cols) + " columns do not fit in this GPU's shared memory");
     OWF_RETURN_IF_ERROR(s->Allocate(static_cast<size_t>(64 * m.cols) * 2, reinterpret_cast<void**>(&s->rotated_x)));
     OWF_RETURN_IF_ERROR(s->Upload(detail::NegativeColumns(*m.rotation_seed, m.cols), &s->negative));
   }
@@ -190,6 +193,22 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
     s->gemv[detail::GemvPlanIndex(kernel_rows)] = detail::PlanGemv(a, sms, kernel_rows);
   for (int kernel_rows : {32, 64}) s->wide[kernel_rows / 64] = detail::PlanGemmWide(a, sms, kernel_rows);
   return DeviceMatrix(std::move(s));
+}
+
+bool DeviceMatrix::rotated() const { return s_->rotation_seed.has_value(); }
+
+Status DeviceMatrix::RotateActivations(const uint16_t* x, int64_t ldx, int64_t rows, uint16_t* out, int64_t ld_out,
+                                       Stream stream) const {
+  if (!s_->rotation_seed) return InvalidArgument("RotateActivations needs a rotated matrix");
+  if (!x || !out || rows < 1 || ldx < s_->cols || ld_out < s_->cols)
+    return InvalidArgument("RotateActivations needs rows >= 1, ldx >= cols and ld_out >= cols");
+  return detail::LaunchRotateRows<uint16_t>(x, ldx, rows, s_->cols, s_->negative, /*inverse=*/false, out, ld_out,
+                                            stream);
+}
+
+Status DeviceMatrix::DequantiseStoredBf16(uint16_t* out, int64_t ld, Stream stream) const {
+  if (!out || ld < s_->cols) return InvalidArgument("DequantiseStoredBf16 needs an output with ld >= cols");
+  return detail::LaunchDequantise(s_->args, out, ld, stream);
 }
 
 Status DeviceMatrix::DequantiseBf16(uint16_t* out, int64_t ld, Stream stream) const {

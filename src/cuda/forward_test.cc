@@ -388,7 +388,9 @@ TEST(GpuTransformer, QuantisedLogitsMatchTheCpuOnTheDequantisedModel) {
     std::printf("crd4 model, %d tokens: max |dlogit| %.4f, KL mean %.2e max %.2e, same top-1 %.3f\n", n, a.max_abs,
                 a.kl_mean, a.kl_max, a.same_top1);
   }
-  // A rotated model runs on the kernels: each product rotates its activations first.
+  // A rotated model runs on the kernels: each product rotates its activations first (Gemm), or,
+  // with every product dequantised (code_gemm_max_batch 0), multiplies the stored rotated
+  // matrices by rotated activations.
   const std::string rot = dir.Quantised("int4@64:absmax+rotate(hadamard)", "rot.safetensors");
   const std::string rot_fake = (dir.path() / "rot_fake.gguf").string();
   ASSERT_TRUE(DequantiseModel(rot, rot_fake).ok());
@@ -399,7 +401,16 @@ TEST(GpuTransformer, QuantisedLogitsMatchTheCpuOnTheDequantisedModel) {
   EXPECT_EQ(gpu_rot->load_stats().quantised_matrices, 1 + 1 + 5 * 7);
   EXPECT_TRUE(gpu_rot->load_stats().fallbacks.empty());
   const std::vector<int> tokens = StoryTokens(64);
-  ExpectClose(Compare(*cpu_rot->ForwardSequence(tokens), *gpu_rot->ForwardSequence(tokens)));
+  auto want = cpu_rot->ForwardSequence(tokens);
+  ASSERT_TRUE(want.ok());
+  ExpectClose(Compare(*want, *gpu_rot->ForwardSequence(tokens)));
+  GpuTransformerOptions dequantising;
+  dequantising.code_gemm_max_batch = 0;
+  auto gpu_rot_dense = GpuModel(rot, dequantising);
+  ASSERT_TRUE(gpu_rot_dense);
+  auto got = gpu_rot_dense->ForwardSequence(tokens);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ExpectClose(Compare(*want, *got));
 }
 
 TEST(GpuTransformer, BatchesAndDecodingAgreeWithSingleSequences) {

@@ -72,6 +72,8 @@ struct GpuTransformer::Impl {
   DeviceBuffer<float> proj;                 // (n, dim): output of wo / down
   DeviceBuffer<float> h1, h3;               // (n, hidden): gate and up outputs
   DeviceBuffer<uint16_t> hb;                // (n, hidden) bf16: silu(h1) * h3
+  DeviceBuffer<uint16_t> rotated;           // (n, rotated_cols) bf16: a rotated matrix's inputs
+  int64_t rotated_cols = 0;                 // the widest rotated matrix (0: none)
   DeviceBuffer<float> logits;               // (n, vocab)
 
   // ---- Key-value cache: (n_layers, cache_rows, kv_dim) each; rotation angles of positions.
@@ -179,6 +181,8 @@ Status GpuTransformer::Impl::ReserveActivations(int64_t n) {
   OWF_RETURN_IF_ERROR(h3.Allocate(un * hidden, "FFN up outputs"));
   OWF_RETURN_IF_ERROR(hb.Allocate(un * hidden, "FFN activations"));
   OWF_RETURN_IF_ERROR(logits.Allocate(un * vocab, "logits"));
+  if (rotated_cols > 0)
+    OWF_RETURN_IF_ERROR(rotated.Allocate(un * static_cast<size_t>(rotated_cols), "rotated activations"));
   tokens = n;
   return Status::Ok();
 }
@@ -221,8 +225,16 @@ Status GpuTransformer::Impl::Product(const Linear& w, const uint16_t* x, int n, 
   const uint16_t* weights = w.dense;
   if (weights == nullptr) {
     if (!w.quantised) return Internal("no weights for '" + w.name + "'");
-    OWF_RETURN_IF_ERROR(w.quantised->DequantiseBf16(dequantised.get(), w.cols, nullptr)
-                            .WithContext("DeviceMatrix::DequantiseBf16 ('" + w.name + "')"));
+    if (w.quantised->rotated()) {  // W x = V rotate(x): V as stored, the activations rotated
+      OWF_RETURN_IF_ERROR(w.quantised->RotateActivations(x, w.cols, n, rotated.get(), w.cols, nullptr)
+                              .WithContext("DeviceMatrix::RotateActivations ('" + w.name + "')"));
+      x = rotated.get();
+      OWF_RETURN_IF_ERROR(w.quantised->DequantiseStoredBf16(dequantised.get(), w.cols, nullptr)
+                              .WithContext("DeviceMatrix::DequantiseStoredBf16 ('" + w.name + "')"));
+    } else {
+      OWF_RETURN_IF_ERROR(w.quantised->DequantiseBf16(dequantised.get(), w.cols, nullptr)
+                              .WithContext("DeviceMatrix::DequantiseBf16 ('" + w.name + "')"));
+    }
     weights = dequantised.get();
   }
   // Column-major, as cuBLAS sees these row-major buffers: y^T (rows, n) = W^T^T (rows, cols)
@@ -493,6 +505,7 @@ Result<std::unique_ptr<GpuTransformer>> LoadGpuTransformer(const GpuModelFiles& 
   int64_t largest = 0;
   auto consider = [&](const Linear& w) {
     if (w.quantised && w.dense == nullptr) largest = std::max(largest, w.rows * w.cols);
+    if (w.quantised && w.quantised->rotated()) m.rotated_cols = std::max(m.rotated_cols, w.cols);
   };
   consider(m.output);
   for (const Layer& w : m.layers) {

@@ -348,7 +348,7 @@ TEST(CudaKernels, GemmRejectsBadShapes) {
 }
 
 // Hadamard-rotated matrices: TileForGpu keeps the codes of V = W rotated along its rows (rows of
-// 64 to 40,000 columns: pieces of 4 to 32768 values).
+// 64 to 40,000 columns: pieces of 4 to 32768 values), as DequantiseStoredBf16 gives it.
 // Dequantisation un-rotates each row on the GPU: the same bits as the CPU's dequantised tensor
 // (131,112 rows of 64 columns take two chunks of the scratch memory). Products rotate their
 // activations: against V times the CPU's rotation of the bf16 activations (rounded to bf16, as
@@ -387,6 +387,13 @@ TEST(CudaKernels, RotatedMatricesDequantiseAndMultiplyLikeTheCpu) {
     std::vector<double> vd(static_cast<size_t>(rows * cols));  // V, as the kernels see it
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) vd[static_cast<size_t>(r * cols + c)] = TiledValue(*m, r, c);
+    ASSERT_TRUE(d->rotated());
+    ASSERT_TRUE(d->DequantiseStoredBf16(out.p, ld).ok());  // V itself
+    const std::vector<uint16_t> stored = out.Download();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        ASSERT_EQ(stored[static_cast<size_t>(r * ld + c)], Bf16FromFloat(static_cast<float>(vd[static_cast<size_t>(r * cols + c)])))
+            << "stored at (" << r << ", " << c << ")";
     for (const int batch : {1, 2, 5, 16, 40}) {
       SCOPED_TRACE(batch);
       const int64_t ldx = cols + 4, ldy = rows + 1;
@@ -403,6 +410,13 @@ TEST(CudaKernels, RotatedMatricesDequantiseAndMultiplyLikeTheCpu) {
         const std::vector<float> xw = xr;
         HadamardRotateRow(xr, *q->rotation_seed, /*inverse=*/false);
         for (auto& v : xr) v = FloatFromBf16(Bf16FromFloat(v));
+        if (batch == 5) {  // RotateActivations: the CPU's rotation, rounded to bf16
+          DeviceBuffer<uint16_t> rx(static_cast<size_t>(cols));
+          ASSERT_TRUE(d->RotateActivations(dx.p + b * ldx, ldx, 1, rx.p, cols).ok());
+          const std::vector<uint16_t> got_x = rx.Download();
+          for (int64_t c = 0; c < cols; ++c)
+            ASSERT_EQ(got_x[static_cast<size_t>(c)], Bf16FromFloat(xr[static_cast<size_t>(c)])) << "activation " << c;
+        }
         for (int64_t r = 0; r < rows; ++r) {
           double ref = 0, mag = 0, ref_w = 0, mag_w = 0;
           for (int64_t c = 0; c < cols; ++c) {

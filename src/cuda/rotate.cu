@@ -175,7 +175,7 @@ Status LaunchRotateRows(const IN* in, int64_t ld_in, int64_t rows, int64_t cols,
     return InvalidArgument("bad rows to rotate");
   const auto kernel = RotateRowsKernel<IN>;
   OWF_ASSIGN_OR_RETURN(const int max_bytes, MaxSharedBytes());
-  const int64_t bytes = (cols + cols / 32 + 1) * 4;  // Slot
+  const int64_t bytes = RotateRowsSharedBytes(cols);
   if (bytes > max_bytes - kStaticSharedBytes)
     return Unsupported("rows of " + std::to_string(cols) + " values do not fit in shared memory to be rotated");
   static const Status allowed = AllowAllSharedMemory(kernel);

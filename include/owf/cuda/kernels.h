@@ -36,9 +36,20 @@ class DeviceMatrix {
   // Bit-exact with the CPU: bf16(codebook[code] * scale) (round to nearest even), outliers
   // written over; for a rotated matrix, each row of those fp32 values un-rotated in fp32 (as
   // HadamardRotateRow does) before the rounding (in chunks, with up to 32 MB of scratch memory
-  // allocated in stream order). Rows of a rotated matrix must fit in shared memory (up to ~56K
-  // columns on an H100); Unsupported otherwise.
+  // allocated in stream order). Upload answers Unsupported for a rotated matrix whose rows do not
+  // fit in shared memory (up to ~56K columns on an H100).
   Status DequantiseBf16(uint16_t* out, int64_t ld, Stream stream = nullptr) const;
+
+  // A Hadamard-rotated matrix (TiledMatrix::rotation_seed) holds V = W rotated along its rows, so
+  // that W x = V rotate(x). Products of many activation rows can run in that form: the rows
+  // rotated (RotateActivations: rows x cols bf16, each rotated in fp32 as HadamardRotateRow does,
+  // rounded to bf16) times V dequantised (DequantiseStoredBf16, bit-exact with the CPU's
+  // codebook[code] * scale). For a matrix that is not rotated, DequantiseStoredBf16 is
+  // DequantiseBf16 and RotateActivations is an error.
+  bool rotated() const;
+  Status RotateActivations(const uint16_t* x, int64_t ldx, int64_t rows, uint16_t* out, int64_t ld_out,
+                           Stream stream = nullptr) const;
+  Status DequantiseStoredBf16(uint16_t* out, int64_t ld, Stream stream = nullptr) const;
 
   // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
   // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows). A
