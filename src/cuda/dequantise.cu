@@ -119,6 +119,16 @@ __global__ void WriteOutliersKernel(MatrixArgs a, int64_t first_row, int64_t row
   out[(flat / a.cols - first_row) * ld + flat % a.cols] = OutputOf<OUT>(a.outlier_value[o]);
 }
 
+// y[b * ldy + r] += row r's outlier corrections times activation row b: one thread per output.
+__global__ void AddOutlierCorrectionsKernel(MatrixArgs a, const uint16_t* __restrict__ x, int64_t ldx, int64_t rows,
+                                            float* __restrict__ y, int64_t ldy) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * a.rows) return;
+  const int64_t b = i / a.rows, r = i % a.rows;
+  float* out = y + b * ldy + r;
+  *out = AddOutliers(a.outlier_row_start, a.outlier_col, a.outlier_delta, x + b * ldx, r, *out);
+}
+
 template <int BITS, int RS, typename OUT>
 void Launch(const MatrixArgs& a, OUT* out, int64_t ld, int stores, cudaStream_t stream) {
   const int64_t tiles = a.row_tiles * a.col_tiles;
@@ -161,6 +171,22 @@ Status Dequantise(const MatrixArgs& a, int64_t first_row, OUT* out, int64_t ld, 
 
 Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream) {
   return Dequantise(a, 0, out, ld, stream);
+}
+
+Status LaunchWriteOutliers(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream) {
+  if (a.outliers == 0) return Status::Ok();
+  WriteOutliersKernel<uint16_t><<<static_cast<unsigned>((a.outliers + 255) / 256), 256, 0, stream>>>(a, 0, a.rows, out, ld);
+  OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return Status::Ok();
+}
+
+Status LaunchAddOutlierCorrections(const MatrixArgs& a, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
+                                   int64_t ldy, cudaStream_t stream) {
+  if (a.outliers == 0 || !a.outlier_row_start) return Status::Ok();
+  const int64_t outputs = rows * a.rows;
+  AddOutlierCorrectionsKernel<<<static_cast<unsigned>((outputs + 255) / 256), 256, 0, stream>>>(a, x, ldx, rows, y, ldy);
+  OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return Status::Ok();
 }
 
 Status LaunchDequantiseRows(const MatrixArgs& a, int64_t first_tile_row, int64_t tile_rows, float* out,

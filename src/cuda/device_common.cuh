@@ -354,6 +354,12 @@ GemvWorkspace PlanGemmWide(const MatrixArgs& a, int sms, int kernel_rows);
 Status LaunchGemmWide(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                       int kernel_rows, float* y, int64_t ldy, cudaStream_t stream);
 Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream);
+// a's outliers written over out (bf16, rows x cols, leading dimension ld).
+Status LaunchWriteOutliers(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream);
+// y[b * ldy + r] += a's outlier corrections of row r times activation row b (AddOutliers, in CSR
+// order) for b < rows: one thread per output.
+Status LaunchAddOutlierCorrections(const MatrixArgs& a, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
+                                   int64_t ldy, cudaStream_t stream);
 // Tile rows first_tile_row .. + tile_rows - 1 dequantised to fp32 (codebook[code] * scale, outliers
 // written over), row-major with leading dimension cols (rotated matrices, DeviceMatrix).
 Status LaunchDequantiseRows(const MatrixArgs& a, int64_t first_tile_row, int64_t tile_rows, float* out,

@@ -91,7 +91,11 @@ struct DeviceMatrix::State {
   detail::GemvWorkspace wide[detail::kGemmWidePlans];  // 32 and 64 rows
   std::optional<uint64_t> rotation_seed;  // a rotated matrix (TiledMatrix::rotation_seed)
   uint16_t* rotated_x = nullptr;          // then: 64 rows of cols rotated activations,
-  uint32_t* negative = nullptr;           // and its signs (NegativeColumns)
+  uint32_t* negative = nullptr;           // and its signs (NegativeColumns);
+  // a rotated matrix's outliers (replacing values of W): the kernels run on V without them (args
+  // has none), a product adds their corrections with the unrotated activations, and
+  // dequantisation writes them over the un-rotated rows.
+  MatrixArgs rotated_outliers{};
   std::vector<void*> allocations;
 
   template <typename T>
@@ -162,14 +166,6 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
   a.block_cols_shift = PowerOfTwoShift(m.block_cols);
   a.rows = m.rows;
   a.cols = m.cols;
-  s->rotation_seed = m.rotation_seed;
-  if (m.rotation_seed) {
-    OWF_ASSIGN_OR_RETURN(const int max_bytes, detail::MaxSharedBytes());
-    if (detail::RotateRowsSharedBytes(m.cols) > max_bytes - detail::kStaticSharedBytes)
-      return Unsupported("rotated rows of " + std::to_string(m.cols) + " columns do not fit in this GPU's shared memory");
-    OWF_RETURN_IF_ERROR(s->Allocate(static_cast<size_t>(64 * m.cols) * 2, reinterpret_cast<void**>(&s->rotated_x)));
-    OWF_RETURN_IF_ERROR(s->Upload(detail::NegativeColumns(*m.rotation_seed, m.cols), &s->negative));
-  }
   a.col_tiles = m.col_tiles;
   a.row_tiles = m.row_tiles;
   if (m.run_steps != 1 && m.run_steps != 2 && m.run_steps != 4)
@@ -178,6 +174,19 @@ Result<DeviceMatrix> DeviceMatrix::Upload(const TiledMatrix& m) {
     return InvalidArgument("a tiled matrix's lane runs straddle its scaling blocks");
   a.run_steps = m.run_steps;
   a.outliers = static_cast<int64_t>(m.outlier_index.size());
+  s->rotation_seed = m.rotation_seed;
+  if (m.rotation_seed) {
+    OWF_ASSIGN_OR_RETURN(const int max_bytes, detail::MaxSharedBytes());
+    if (detail::RotateRowsSharedBytes(m.cols) > max_bytes - detail::kStaticSharedBytes)
+      return Unsupported("rotated rows of " + std::to_string(m.cols) + " columns do not fit in this GPU's shared memory");
+    OWF_RETURN_IF_ERROR(s->Allocate(static_cast<size_t>(64 * m.cols) * 2, reinterpret_cast<void**>(&s->rotated_x)));
+    OWF_RETURN_IF_ERROR(s->Upload(detail::NegativeColumns(*m.rotation_seed, m.cols), &s->negative));
+    if (a.outliers > 0) {
+      s->rotated_outliers = a;
+      a.outlier_row_start = nullptr, a.outlier_col = nullptr, a.outlier_delta = nullptr;
+      a.outlier_index = nullptr, a.outlier_value = nullptr, a.outliers = 0;
+    }
+  }
   // The split-K GEMM's tickets per row tile and partial sums for up to 8 n-tiles per part (the
   // small-batch kernels' come from the stream's scratch, UseGemvScratch).
   const size_t tickets = static_cast<size_t>(a.row_tiles) * sizeof(unsigned);
@@ -234,6 +243,8 @@ Status DeviceMatrix::DequantiseBf16(uint16_t* out, int64_t ld, Stream stream) co
   const cudaError_t freed = cudaFreeAsync(scratch, stream);
   OWF_RETURN_IF_ERROR(status);
   OWF_CUDA_RETURN_IF_ERROR(freed);
+  // The outliers replace values of W: over the un-rotated rows.
+  if (s_->rotated_outliers.outliers > 0) return detail::LaunchWriteOutliers(s_->rotated_outliers, out, ld, stream);
   return Status::Ok();
 }
 
@@ -244,12 +255,26 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   if (a.cols % 2 != 0) return InvalidArgument("Gemm needs an even column count (activations are read in pairs)");
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
-  if (s_->rotation_seed) {  // W x = V rotate(x): the kernels run on the rotated activations
+  if (s_->rotation_seed) {  // W x = V rotate(x) + the outliers' corrections (unrotated x)
     OWF_RETURN_IF_ERROR(detail::LaunchRotateRows<uint16_t>(x, ldx, batch, a.cols, s_->negative,
                                                            /*inverse=*/false, s_->rotated_x, a.cols, stream));
-    x = s_->rotated_x;
-    ldx = a.cols;
+    OWF_RETURN_IF_ERROR(ProductOfCodes(s_->rotated_x, a.cols, batch, y, ldy, stream));
+    return CorrectStoredProduct(x, ldx, batch, y, ldy, stream);
   }
+  return ProductOfCodes(x, ldx, batch, y, ldy, stream);
+}
+
+Status DeviceMatrix::CorrectStoredProduct(const uint16_t* x, int64_t ldx, int64_t rows, float* y, int64_t ldy,
+                                          Stream stream) const {
+  if (!s_->rotation_seed || s_->rotated_outliers.outliers == 0) return Status::Ok();
+  if (!x || !y || rows < 1 || ldx < s_->cols || ldy < s_->rows)
+    return InvalidArgument("CorrectStoredProduct needs rows >= 1, ldx >= cols and ldy >= rows");
+  return detail::LaunchAddOutlierCorrections(s_->rotated_outliers, x, ldx, rows, y, ldy, stream);
+}
+
+Status DeviceMatrix::ProductOfCodes(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy,
+                                    Stream stream) const {
+  const MatrixArgs& a = s_->args;
   // The small-batch kernels and the wide GEMM, with the stream's scratch; the split-K GEMM takes
   // what they do not (other block widths, 1-bit codes in blocks narrower than a tile).
   const auto gemv = [&](int b0, int n, int rows) -> Status {

@@ -223,12 +223,15 @@ Status GpuTransformer::Impl::Product(const Linear& w, const uint16_t* x, int n, 
     return w.quantised->Gemm(x, w.cols, n, y, w.rows, nullptr).WithContext("DeviceMatrix::Gemm ('" + w.name + "')");
   }
   const uint16_t* weights = w.dense;
+  const uint16_t* unrotated = x;
+  bool stored_form = false;  // a rotated matrix's V times rotated activations
   if (weights == nullptr) {
     if (!w.quantised) return Internal("no weights for '" + w.name + "'");
     if (w.quantised->rotated()) {  // W x = V rotate(x): V as stored, the activations rotated
       OWF_RETURN_IF_ERROR(w.quantised->RotateActivations(x, w.cols, n, rotated.get(), w.cols, nullptr)
                               .WithContext("DeviceMatrix::RotateActivations ('" + w.name + "')"));
       x = rotated.get();
+      stored_form = true;
       OWF_RETURN_IF_ERROR(w.quantised->DequantiseStoredBf16(dequantised.get(), w.cols, nullptr)
                               .WithContext("DeviceMatrix::DequantiseStoredBf16 ('" + w.name + "')"));
     } else {
@@ -248,6 +251,10 @@ Status GpuTransformer::Impl::Product(const Linear& w, const uint16_t* x, int n, 
     return CublasError("cublasGemmEx ('" + w.name + "', " + std::to_string(rows) + " x " + std::to_string(cols) +
                            " by " + std::to_string(n) + " tokens)",
                        st);
+  }
+  if (stored_form) {  // V leaves out the outliers: their corrections, with the unrotated activations
+    OWF_RETURN_IF_ERROR(w.quantised->CorrectStoredProduct(unrotated, w.cols, n, y, w.rows, nullptr)
+                            .WithContext("DeviceMatrix::CorrectStoredProduct ('" + w.name + "')"));
   }
   return Status::Ok();
 }

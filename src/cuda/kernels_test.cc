@@ -347,23 +347,25 @@ TEST(CudaKernels, GemmRejectsBadShapes) {
   EXPECT_TRUE(od->DequantiseBf16(x.p, 64).ok());
 }
 
-// Hadamard-rotated matrices: TileForGpu keeps the codes of V = W rotated along its rows (rows of
-// 64 to 40,000 columns: pieces of 4 to 32768 values), as DequantiseStoredBf16 gives it.
-// Dequantisation un-rotates each row on the GPU: the same bits as the CPU's dequantised tensor
-// (131,112 rows of 64 columns take two chunks of the scratch memory). Products rotate their
-// activations: against V times the CPU's rotation of the bf16 activations (rounded to bf16, as
-// the GPU rounds them), within the kernels' tolerance; against W times the activations within
-// that rounding (2^-9 of each rotated activation).
+// Hadamard-rotated matrices: TileForGpu keeps the codes of V = W (less its outliers) rotated
+// along its rows (rows of 64 to 40,000 columns: pieces of 4 to 32768 values), as
+// DequantiseStoredBf16 gives it. Dequantisation un-rotates each row on the GPU and writes the
+// outliers over: the same bits as the CPU's dequantised tensor (131,112 rows of 64 columns take
+// two chunks of the scratch memory). Products rotate their activations and add the outliers'
+// corrections with the unrotated ones: against V times the CPU's rotation of the bf16
+// activations (rounded to bf16, as the GPU rounds them) plus those corrections, within the
+// kernels' tolerance; against W times the activations within that rounding (2^-9 of each
+// rotated activation).
 TEST(CudaKernels, RotatedMatricesDequantiseAndMultiplyLikeTheCpu) {
   SKIP_WITHOUT_GPU();
   const std::vector<testing::TestMatrix> matrices = {
       {"int4@64:absmax+rotate(hadamard,5)", 37, 172},  // pieces of 128, 32, 8 and 4 columns
-      {"crd4(normal)@32:absmax+rotate(hadamard,9)", 50, 256},
+      {"crd4(normal)@32:absmax+outliers(0.01)+rotate(hadamard,9)", 50, 256},
       {"crd3(t,df=5)@64:absmax+rotate(hadamard,3)", 8200, 512},  // the wide GEMM at 33-64 rows
       // Pieces of 512 values or more go through registers: 16384, 8192 and 4096; 32768 ... 512 and 64.
       {"crd4(normal)@128:absmax+rotate(hadamard,17)", 20, 28672},
       {"int4@64:absmax+rotate(hadamard,13)", 33, 40000},
-      {"int4@64:absmax+rotate(hadamard,11)", 131112, 64}};
+      {"int4@64:absmax+outliers(0.001)+rotate(hadamard,11)", 131112, 64}};
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const auto& tm : matrices) {
@@ -426,6 +428,14 @@ TEST(CudaKernels, RotatedMatricesDequantiseAndMultiplyLikeTheCpu) {
             const double w = q->values.data[static_cast<size_t>(r * cols + c)];
             ref_w += w * xw[static_cast<size_t>(c)];
             mag_w += std::abs(w) * std::abs(static_cast<double>(xw[static_cast<size_t>(c)]));
+          }
+          if (!m->outlier_row_start.empty()) {  // the outliers' corrections, with the unrotated activations
+            for (int32_t o = m->outlier_row_start[static_cast<size_t>(r)]; o < m->outlier_row_start[static_cast<size_t>(r + 1)]; ++o) {
+              const double term = static_cast<double>(m->outlier_delta[static_cast<size_t>(o)]) *
+                                  xw[static_cast<size_t>(m->outlier_col[static_cast<size_t>(o)])];
+              ref += term;
+              mag += std::abs(term);
+            }
           }
           const float yv = y[static_cast<size_t>(b * ldy + r)];
           ASSERT_NEAR(yv, ref, 3e-5 * mag + 1e-30) << "row " << r << " batch row " << b;

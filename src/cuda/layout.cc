@@ -5,6 +5,7 @@
 #include <string>
 
 #include "owf/formats/packing.h"
+#include "owf/formats/rotation.h"
 
 namespace owf::cuda {
 namespace {
@@ -55,7 +56,8 @@ float TiledScale(const TiledMatrix& m, int64_t row, int64_t col) {
 float TiledValue(const TiledMatrix& m, int64_t row, int64_t col) {
   const int64_t flat = row * m.cols + col;
   const auto it = std::lower_bound(m.outlier_index.begin(), m.outlier_index.end(), flat);
-  if (it != m.outlier_index.end() && *it == flat) return m.outlier_value[static_cast<size_t>(it - m.outlier_index.begin())];
+  if (!m.rotation_seed && it != m.outlier_index.end() && *it == flat)
+    return m.outlier_value[static_cast<size_t>(it - m.outlier_index.begin())];
   const Slot slot = Locate(m, row, col);
   const int bit = slot.q * m.code_bits;
   const uint64_t lo = m.codes[static_cast<size_t>(slot.lane_word + bit / 32)];
@@ -77,10 +79,6 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
     return InvalidArgument(std::to_string(v.codes.size()) + " codes for a " + std::to_string(g.rows) + "x" +
                            std::to_string(g.cols) + " matrix");
   if (!v.mins.empty()) return Unsupported("the GPU kernels do not apply per-block minima (optmin scaling)");
-  // A rotated tensor's outliers replace values of W, not of the rotated V the codes hold
-  // (owf/formats/quantise.h): their corrections would need the unrotated activations.
-  if (v.rotation_seed && !v.outlier_indices.empty())
-    return Unsupported("the GPU kernels do not take outliers of a rotated tensor");
   if (v.outlier_indices.size() != v.outlier_values.size())
     return InvalidArgument("outlier indices and values differ in count");
   if (v.outlier_indices.size() > (size_t{1} << 30)) return Unsupported("more than 2^30 outliers");
@@ -159,18 +157,35 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
       }
     }
   }
-  // Outliers: exact values, and per-row corrections against what the codes give.
+  // Outliers: exact values, and per-row corrections against what the codes give -- for a rotated
+  // tensor, against the row of V un-rotated (its outliers replace values of W), as the CPU
+  // dequantises it.
   if (!v.outlier_indices.empty()) {
     m.outlier_row_start.assign(static_cast<size_t>(g.rows + 1), 0);
-    int64_t previous = -1;
+    int64_t previous = -1, unrotated_row = -1;
+    std::vector<float> unrotated;
     for (size_t o = 0; o < v.outlier_indices.size(); ++o) {
       const int64_t flat = v.outlier_indices[o];
       if (flat <= previous || flat >= g.rows * g.cols)
         return InvalidArgument("outlier index " + std::to_string(flat) + " is out of order or outside the matrix");
       previous = flat;
       const int64_t row = flat / g.cols, col = flat % g.cols;
-      const float coded = m.codebook[v.codes[static_cast<size_t>(flat)]];
-      const float scaled = m.scale_type == GpuScale::kNone ? coded : coded * TiledScale(m, row, col);
+      const auto code_value = [&](int64_t c) {
+        const float coded = m.codebook[v.codes[static_cast<size_t>(row * g.cols + c)]];
+        return m.scale_type == GpuScale::kNone ? coded : coded * TiledScale(m, row, c);
+      };
+      float scaled = 0.0f;
+      if (v.rotation_seed) {
+        if (row != unrotated_row) {
+          unrotated.resize(static_cast<size_t>(g.cols));
+          for (int64_t c = 0; c < g.cols; ++c) unrotated[static_cast<size_t>(c)] = code_value(c);
+          HadamardRotateRow(unrotated, *v.rotation_seed, /*inverse=*/true);
+          unrotated_row = row;
+        }
+        scaled = unrotated[static_cast<size_t>(col)];
+      } else {
+        scaled = code_value(col);
+      }
       m.outlier_index.push_back(flat);
       m.outlier_value.push_back(v.outlier_values[o]);
       m.outlier_col.push_back(static_cast<int32_t>(col));

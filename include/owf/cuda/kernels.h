@@ -40,16 +40,22 @@ class DeviceMatrix {
   // fit in shared memory (up to ~56K columns on an H100).
   Status DequantiseBf16(uint16_t* out, int64_t ld, Stream stream = nullptr) const;
 
-  // A Hadamard-rotated matrix (TiledMatrix::rotation_seed) holds V = W rotated along its rows, so
-  // that W x = V rotate(x). Products of many activation rows can run in that form: the rows
-  // rotated (RotateActivations: rows x cols bf16, each rotated in fp32 as HadamardRotateRow does,
-  // rounded to bf16) times V dequantised (DequantiseStoredBf16, bit-exact with the CPU's
-  // codebook[code] * scale). For a matrix that is not rotated, DequantiseStoredBf16 is
-  // DequantiseBf16 and RotateActivations is an error.
+  // A Hadamard-rotated matrix (TiledMatrix::rotation_seed) holds V = W (less its outliers)
+  // rotated along its rows, so that W x = V rotate(x) + the outliers' corrections. Products of
+  // many activation rows can run in that form: the rows rotated (RotateActivations: rows x cols
+  // bf16, each rotated in fp32 as HadamardRotateRow does, rounded to bf16) times V dequantised
+  // (DequantiseStoredBf16, bit-exact with the CPU's codebook[code] * scale), then
+  // CorrectStoredProduct. For a matrix that is not rotated, DequantiseStoredBf16 is
+  // DequantiseBf16, CorrectStoredProduct does nothing and RotateActivations is an error.
   bool rotated() const;
   Status RotateActivations(const uint16_t* x, int64_t ldx, int64_t rows, uint16_t* out, int64_t ld_out,
                            Stream stream = nullptr) const;
   Status DequantiseStoredBf16(uint16_t* out, int64_t ld, Stream stream = nullptr) const;
+  // The stored form of a rotated matrix leaves out its outliers (they replace values of W):
+  // adds their corrections, with the unrotated activations x (rows x cols bf16), to y (rows x
+  // this matrix's rows fp32), the product of the stored form. A no-op for other matrices.
+  Status CorrectStoredProduct(const uint16_t* x, int64_t ldx, int64_t rows, float* y, int64_t ldy,
+                              Stream stream = nullptr) const;
 
   // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
   // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows). A
@@ -69,6 +75,8 @@ class DeviceMatrix {
   Status Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream = nullptr) const;
 
  private:
+  // Gemm's product of the codes as stored (a rotated matrix: with rotated activations).
+  Status ProductOfCodes(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream) const;
   struct State;
   explicit DeviceMatrix(std::unique_ptr<State> s);
   std::unique_ptr<State> s_;

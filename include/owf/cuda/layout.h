@@ -82,15 +82,18 @@ struct TiledMatrix {
   int64_t block_rows = 0, block_cols = 0, blocks_across = 0;
   std::vector<uint8_t> scales;   // bf16 or fp32 bytes at ScaleSlot(row, block column)
   // Outliers: exact values for dequantisation, and per-row corrections for products:
-  // delta = value - codebook[code] * scale, so that W x = (codes x) + sum delta * x[col].
+  // delta = value - codebook[code] * scale, so that W x = (codes x) + sum delta * x[col]. For a
+  // rotated tensor (below) outliers replace values of W: delta = value - (the row of V
+  // un-rotated)[col], and W x = V rotate(x) + sum delta * x[col].
   std::vector<int64_t> outlier_index;
   std::vector<float> outlier_value;
   std::vector<int32_t> outlier_row_start;  // rows + 1 entries (empty without outliers)
   std::vector<int32_t> outlier_col;
   std::vector<float> outlier_delta;
-  // Set for a Hadamard-rotated tensor (owf/formats/rotation.h; no outliers): codes and scales
-  // hold V = W rotated along its rows, so W x = V (rotate(x)) and W = un-rotate(V) row by row.
-  // TiledValue gives V; DeviceMatrix rotates activations and un-rotates dequantised rows.
+  // Set for a Hadamard-rotated tensor (owf/formats/rotation.h): codes and scales hold V = W
+  // (less its outliers) rotated along its rows, so W x = V (rotate(x)) plus the outliers'
+  // corrections, and W = un-rotate(V) row by row with the outliers written over.
+  // TiledValue gives V (no outliers); DeviceMatrix rotates activations and un-rotates dequantised rows.
   std::optional<uint64_t> rotation_seed;
 
   int64_t code_bytes() const { return static_cast<int64_t>(codes.size()) * 4; }
@@ -98,13 +101,13 @@ struct TiledMatrix {
   int64_t weight_bytes() const;
 };
 
-// Errors: Unsupported for codebooks over 64 entries, per-block minima (optmin) and rotated tensors
-// with outliers (those replace values of W, not of the rotated V); InvalidArgument for inconsistent sizes or codes past
-// the codebook.
+// Errors: Unsupported for codebooks over 64 entries and per-block minima (optmin); InvalidArgument
+// for inconsistent sizes or codes past the codebook.
 Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& m);
 
 // CPU reference of the GPU arithmetic, reading only the tiled layout: the dequantised value at
-// (row, col), fp32 codebook[code] * scale (outliers written over) -- what DequantiseInto gives.
+// (row, col), fp32 codebook[code] * scale (outliers written over, except in a rotated tensor's V)
+// -- what DequantiseInto gives.
 float TiledValue(const TiledMatrix& m, int64_t row, int64_t col);
 // Decodes one stored scale (GpuScale storage) to fp32.
 float TiledScale(const TiledMatrix& m, int64_t row, int64_t col);
