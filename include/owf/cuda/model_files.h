@@ -12,7 +12,7 @@
 // tensor's bytes left as holes (sparse, so it costs no disk) -- and opens that with OpenModel:
 // config, tokenizer and tensor shapes come from there, values from the packed file. Quantised
 // 2-D tensors stay quantised (ReadPackedCodes -> TileForGpu); any the GPU layout does not take
-// (rotated with outliers, codebooks over 64 entries, optmin, container features it does not know)
+// (codebooks over 64 entries, optmin, container features it does not know)
 // fall back to the CPU-dequantised tensor (ReadPackedTensor) as bf16. The skeleton is removed
 // with the object.
 #pragma once
