@@ -108,15 +108,12 @@ __global__ void __launch_bounds__(kThreads) DequantiseKernel(const __grid_consta
   }
 }
 
-// Outliers written over: those of rows first_row .. first_row + rows - 1 (CSR order, which is the
-// order of their flat indices), into out with row first_row at out[0].
-template <typename OUT>
-__global__ void WriteOutliersKernel(MatrixArgs a, int64_t first_row, int64_t rows, OUT* __restrict__ out, int64_t ld) {
-  const int64_t begin = a.outlier_row_start[first_row], end = a.outlier_row_start[first_row + rows];
-  const int64_t o = begin + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (o >= end) return;
+// Outliers written over (bf16).
+__global__ void WriteOutliersKernel(MatrixArgs a, uint16_t* __restrict__ out, int64_t ld) {
+  const int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (o >= a.outliers) return;
   const int64_t flat = a.outlier_index[o];
-  out[(flat / a.cols - first_row) * ld + flat % a.cols] = OutputOf<OUT>(a.outlier_value[o]);
+  out[(flat / a.cols) * ld + flat % a.cols] = OutputOf<uint16_t>(a.outlier_value[o]);
 }
 
 // y[b * ldy + r] += row r's outlier corrections times activation row b: one thread per output.
@@ -136,8 +133,9 @@ void Launch(const MatrixArgs& a, OUT* out, int64_t ld, int stores, cudaStream_t 
       <<<static_cast<unsigned>((tiles + kWarps - 1) / kWarps), kThreads, 0, stream>>>(a, out, ld, stores);
 }
 
+// The codes' values (no outliers).
 template <typename OUT>
-Status Dequantise(const MatrixArgs& a, int64_t first_row, OUT* out, int64_t ld, cudaStream_t stream) {
+Status DequantiseCodes(const MatrixArgs& a, OUT* out, int64_t ld, cudaStream_t stream) {
   // Run stores need every row start 16-byte aligned (a lane's run starts at a multiple of 4 * RS
   // columns, and runs of 8 or 16 columns go out as 16-byte stores; fp32 runs of 4 too), 32-bit
   // ones 4-byte aligned (columns of a pair start even).
@@ -159,23 +157,19 @@ Status Dequantise(const MatrixArgs& a, int64_t first_row, OUT* out, int64_t ld, 
     return Internal("lane runs of 1, 2 or 4 k-steps");
   }));
   OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  if (a.outliers) {  // at most a.outliers of them in these rows
-    WriteOutliersKernel<OUT><<<static_cast<unsigned>((a.outliers + 255) / 256), 256, 0, stream>>>(a, first_row, a.rows,
-                                                                                                   out, ld);
-    OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  }
   return Status::Ok();
 }
 
 }  // namespace
 
 Status LaunchDequantise(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream) {
-  return Dequantise(a, 0, out, ld, stream);
+  OWF_RETURN_IF_ERROR(DequantiseCodes(a, out, ld, stream));
+  return LaunchWriteOutliers(a, out, ld, stream);
 }
 
 Status LaunchWriteOutliers(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaStream_t stream) {
   if (a.outliers == 0) return Status::Ok();
-  WriteOutliersKernel<uint16_t><<<static_cast<unsigned>((a.outliers + 255) / 256), 256, 0, stream>>>(a, 0, a.rows, out, ld);
+  WriteOutliersKernel<<<static_cast<unsigned>((a.outliers + 255) / 256), 256, 0, stream>>>(a, out, ld);
   OWF_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return Status::Ok();
 }
@@ -193,16 +187,17 @@ Status LaunchDequantiseRows(const MatrixArgs& a, int64_t first_tile_row, int64_t
                             cudaStream_t stream) {
   if (first_tile_row < 0 || tile_rows < 1 || first_tile_row + tile_rows > a.row_tiles)
     return InvalidArgument("tile rows outside the matrix");
-  // The tile rows as a matrix of their own: codes and scales from their first tile row; outliers
-  // (flat indices of the whole matrix) found through the rows' CSR ranges.
+  // The tile rows as a matrix of their own: codes and scales from their first tile row.
   MatrixArgs part = a;
   const int64_t first_row = first_tile_row * kTileRows;
   part.codes = a.codes + first_tile_row * a.col_tiles * 32 * a.code_bits;
-  if (a.scale_type != static_cast<int>(GpuScale::kNone))
-    part.scales = a.scales + ScaleSlot(first_row, 0, a.blocks_across) * (a.scale_type == static_cast<int>(GpuScale::kBf16) ? 2 : 4);
+  if (a.scale_type != static_cast<int>(GpuScale::kNone)) {
+    const int64_t width = a.scale_type == static_cast<int>(GpuScale::kBf16) ? 2 : 4;
+    part.scales = a.scales + ScaleSlot(first_row, 0, a.blocks_across) * width;
+  }
   part.row_tiles = tile_rows;
   part.rows = std::min(a.rows - first_row, tile_rows * kTileRows);
-  return Dequantise(part, first_row, out, a.cols, stream);
+  return DequantiseCodes(part, out, a.cols, stream);
 }
 
 }  // namespace owf::cuda::detail

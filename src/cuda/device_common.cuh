@@ -360,8 +360,8 @@ Status LaunchWriteOutliers(const MatrixArgs& a, uint16_t* out, int64_t ld, cudaS
 // order) for b < rows: one thread per output.
 Status LaunchAddOutlierCorrections(const MatrixArgs& a, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
                                    int64_t ldy, cudaStream_t stream);
-// Tile rows first_tile_row .. + tile_rows - 1 dequantised to fp32 (codebook[code] * scale, outliers
-// written over), row-major with leading dimension cols (rotated matrices, DeviceMatrix).
+// Tile rows first_tile_row .. + tile_rows - 1 dequantised to fp32 (codebook[code] * scale; no
+// outliers), row-major with leading dimension cols (rotated matrices, DeviceMatrix).
 Status LaunchDequantiseRows(const MatrixArgs& a, int64_t first_tile_row, int64_t tile_rows, float* out,
                             cudaStream_t stream);
 // Rows of `cols` values (bf16 bits or fp32, leading dimension ld_in) rotated (HadamardRotateRow:
