@@ -9,8 +9,8 @@
 //   - bf16 weights: cuBLAS (cublasGemmEx, bf16 inputs, fp32 compute);
 //   - quantised weights, more than `code_gemm_max_batch` tokens: DeviceMatrix::DequantiseBf16
 //     into a reusable bf16 buffer, then cuBLAS (a Hadamard-rotated matrix: its stored rotated
-//     form, DequantiseStoredBf16, times the activations rotated, RotateActivations); otherwise
-//     DeviceMatrix::Gemm on the codes.
+//     form, DequantiseStoredBf16, times the activations rotated, RotateActivations, then
+//     CorrectStoredProduct for its outliers); otherwise DeviceMatrix::Gemm on the codes.
 // Attention keeps keys and values in an fp32 cache and computes scores, softmax and the weighted
 // sum in fp32.
 //

@@ -34,10 +34,11 @@ class DeviceMatrix {
 
   // out: rows x cols bf16, row-major with leading dimension ld (>= cols), device memory.
   // Bit-exact with the CPU: bf16(codebook[code] * scale) (round to nearest even), outliers
-  // written over; for a rotated matrix, each row of those fp32 values un-rotated in fp32 (as
-  // HadamardRotateRow does) before the rounding (in chunks, with up to 32 MB of scratch memory
-  // allocated in stream order). Upload answers Unsupported for a rotated matrix whose rows do not
-  // fit in shared memory (up to ~56K columns on an H100).
+  // written over. For a rotated matrix, each row of the fp32 codebook[code] * scale is un-rotated
+  // in fp32 (as HadamardRotateRow does) before the rounding, and the outliers are written over
+  // the result (in chunks of rows, with up to 32 MB of scratch memory allocated in stream order).
+  // Upload answers Unsupported for a rotated matrix whose rows do not fit in shared memory (up to
+  // ~56K columns on an H100).
   Status DequantiseBf16(uint16_t* out, int64_t ld, Stream stream = nullptr) const;
 
   // A Hadamard-rotated matrix (TiledMatrix::rotation_seed) holds V = W (less its outliers)
