@@ -6,7 +6,7 @@
 //
 // Rotated matrices (DeviceMatrix) use it twice: a product rotates its activations (bf16 in,
 // bf16 out) and then runs the kernels on the rotated codes; dequantisation un-rotates each
-// dequantised fp32 row before rounding it to bf16.
+// dequantised fp32 row before rounding it to bf16. docs/gpu-performance.md has what it costs.
 #include <type_traits>
 #include <vector>
 
@@ -33,12 +33,11 @@ __device__ __forceinline__ bool Negative(const uint32_t* __restrict__ negative, 
 }
 
 // The butterflies of the power-of-two piece of n = 512 E values at `start` of the row v (shared
-// memory, Slot), then its
-// scaling (and, with inverse, signs) into dst as bf16. Element i = t E + m (thread t, register m)
-// first: spans 1 .. E / 2 in registers, E .. 16 E across lanes (shuffles); then, through shared
-// memory, element i = w 32 E + u (w < 16) with each thread holding the 16 w of its u: spans 32 E ..
-// 256 E in registers. The stages run in the CPU's order (span 1, 2, 4, ...), each as a + b (lower
-// element) and a - b (upper).
+// memory, Slot), then its scaling (and, with inverse, signs) into dst as bf16. Element
+// i = t E + m (thread t, register m) first: spans 1 .. E / 2 in registers, E .. 16 E across lanes
+// (shuffles); then, through shared memory, element i = w 32 E + u (w < 16) with each thread
+// holding the 16 w of its u: spans 32 E .. 256 E in registers. The stages run in the CPU's order
+// (span 1, 2, 4, ...), each as a + b (lower element) and a - b (upper).
 template <int E>
 __device__ void LargePiece(float* v, int start, float norm, const uint32_t* negative, bool inverse,
                            uint16_t* __restrict__ dst) {
