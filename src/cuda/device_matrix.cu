@@ -256,8 +256,7 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
   if (s_->rotation_seed) {  // W x = V rotate(x) + the outliers' corrections (unrotated x)
-    OWF_RETURN_IF_ERROR(detail::LaunchRotateRows<uint16_t>(x, ldx, batch, a.cols, s_->negative,
-                                                           /*inverse=*/false, s_->rotated_x, a.cols, stream));
+    OWF_RETURN_IF_ERROR(RotateActivations(x, ldx, batch, s_->rotated_x, a.cols, stream));
     OWF_RETURN_IF_ERROR(ProductOfCodes(s_->rotated_x, a.cols, batch, y, ldy, stream));
     return CorrectStoredProduct(x, ldx, batch, y, ldy, stream);
   }

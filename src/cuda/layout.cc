@@ -170,21 +170,26 @@ Result<TiledMatrix> TileForGpu(const QuantisedMatrixView& v) {
         return InvalidArgument("outlier index " + std::to_string(flat) + " is out of order or outside the matrix");
       previous = flat;
       const int64_t row = flat / g.cols, col = flat % g.cols;
-      const auto code_value = [&](int64_t c) {
+      // codebook[code] * scale of (row, c), with the scale of c's block column given.
+      const auto code_value = [&](int64_t c, float scale) {
         const float coded = m.codebook[v.codes[static_cast<size_t>(row * g.cols + c)]];
-        return m.scale_type == GpuScale::kNone ? coded : coded * TiledScale(m, row, c);
+        return m.scale_type == GpuScale::kNone ? coded : coded * scale;
       };
       float scaled = 0.0f;
       if (v.rotation_seed) {
-        if (row != unrotated_row) {
+        if (row != unrotated_row) {  // the row's scales decoded once per block column
           unrotated.resize(static_cast<size_t>(g.cols));
-          for (int64_t c = 0; c < g.cols; ++c) unrotated[static_cast<size_t>(c)] = code_value(c);
+          for (int64_t c0 = 0; c0 < g.cols; c0 += m.block_cols) {
+            const float scale = m.scale_type == GpuScale::kNone ? 1.0f : TiledScale(m, row, c0);
+            for (int64_t c = c0; c < std::min(g.cols, c0 + m.block_cols); ++c)
+              unrotated[static_cast<size_t>(c)] = code_value(c, scale);
+          }
           HadamardRotateRow(unrotated, *v.rotation_seed, /*inverse=*/true);
           unrotated_row = row;
         }
         scaled = unrotated[static_cast<size_t>(col)];
       } else {
-        scaled = code_value(col);
+        scaled = code_value(col, m.scale_type == GpuScale::kNone ? 1.0f : TiledScale(m, row, col));
       }
       m.outlier_index.push_back(flat);
       m.outlier_value.push_back(v.outlier_values[o]);

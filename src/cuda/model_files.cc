@@ -213,8 +213,8 @@ GpuModelFiles::~GpuModelFiles() {
 std::string GpuModelFiles::CodesUnsupported(const nlohmann::json& d) const {
   // The fields of a "codes" description that ReadPackedCodes decodes into TileForGpu's view
   // (docs/container.md), rotations included (DeviceMatrix rotates the activations); anything else
-  // (a container feature added later) is dequantised on the CPU instead. TileForGpu itself answers Unsupported for what the kernels
-  // do not take (optmin's minima, for one).
+  // (a container feature added later) is dequantised on the CPU instead. TileForGpu itself
+  // answers Unsupported for what the kernels do not take (optmin's minima, for one).
   static const std::set<std::string> kKnown = {
       "spec",   "fitted",       "shape",  "dtype",    "bits",        "kind",      "codebook",  "group",
       "group_bits", "rows",     "cols",   "coding",   "codes",       "block",     "scale_format", "scales",
