@@ -5,14 +5,18 @@
 // Each time is the median of 7 runs of 20 back-to-back launches with programmatic dependent launch
 // (the next call's blocks start as this one's finish; the output store waits for the previous
 // call), each call reading the next of enough copies to exceed the L2 cache several times.
-// Variants (one block of W warps per SM, as the GEMV, unless noted; "excl": the block takes 120 KB of
-// shared memory, so that, as with the GEMV, a call's block starts on an SM only once the previous
-// call's block there has exited; "wait ...": where the call waits for the previous one, Wait):
+// Variants (one block of W warps per SM, as the GEMV; "excl": the block takes 120 KB of shared
+// memory, so that, as with the GEMV, a call's block starts on an SM only once the previous call's
+// block there has exited; "pair": 100 KB, so that it can share the SM with one block of the
+// previous call; "wait after first": each warp waits for the previous call after its first D
+// loads, as the GEMV waits for its activations after its first step's codes; else at its end):
 //   static W/D      each warp streams an equal contiguous range, 16 bytes per lane per load, D
 //                   loads per lane in flight (the batch-1 GEMV keeps 4 in flight: 4 tiles of 512
 //                   bytes per warp);
 //   dynamic W/D/KB  warps take chunks of KB kilobytes from a counter (one atomic per chunk, the
 //                   next chunk's taken one chunk ahead): no warp waits on a slower one at the end;
+//   units W/D/KB    dynamic chunks whose sums are added in a fixed order (ReadUnits), as a
+//                   deterministic GEMV's would be;
 //   copy            cudaMemcpyAsync of the same bytes (which also writes them).
 // Prints microseconds per call and the fraction of the 3.35 TB/s peak that the read alone reaches.
 #include <cuda_runtime.h>
@@ -50,10 +54,9 @@ struct Scratch {
 };
 
 // When a call waits for the previous one (griddepcontrol.wait): at its end, before its one store
-// (a read that depends on nothing); at its start, before any load (as a product whose weights wait
-// for the previous kernel); or after each warp's first D loads (as owf's GEMV, whose first step's
-// codes go out before it waits for the activations).
-enum Wait { kWaitAtEnd, kWaitAtStart, kWaitAfterFirstLoads };
+// (a read that depends on nothing), or after each warp's first D loads (as owf's GEMV, whose first
+// step's codes go out before it waits for the activations).
+enum Wait { kWaitAtEnd, kWaitAfterFirstLoads };
 
 __device__ __forceinline__ void GridDependencyWait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 
@@ -84,7 +87,6 @@ template <int D, int WAIT>
 __global__ void Read(const uint4* __restrict__ src, int64_t units, int64_t chunk16, unsigned* counter, Scratch scratch) {
   uint32_t* out = scratch.out;
   asm volatile("griddepcontrol.launch_dependents;");
-  if constexpr (WAIT == kWaitAtStart) GridDependencyWait();
   bool wait = WAIT == kWaitAfterFirstLoads;
   const int lane = threadIdx.x & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
@@ -168,7 +170,6 @@ struct Variant {
   std::string name;
   void (*kernel)(const uint4*, int64_t, int64_t, unsigned*, Scratch);
   int warps;         // per block
-  int blocks_per_sm;
   int64_t chunk_kb;  // 0: static
   int shared_kb;     // 120: one block per SM at a time, as the GEMV; 100: two
 };
@@ -197,23 +198,19 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   CHECK_CUDA(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
   const std::vector<Variant> variants = {
-      {"static 16/4", Read<4, kWaitAtEnd>, 16, 1, 0, 0},
-      {"static 16/4 wait after first", Read<4, kWaitAfterFirstLoads>, 16, 1, 0, 0},
-      {"excl static 16/4 wait after first", Read<4, kWaitAfterFirstLoads>, 16, 1, 0, 120},
-      {"excl dynamic 16/4/8 wait after first", Read<4, kWaitAfterFirstLoads>, 16, 1, 8, 120},
-      {"excl units 16/4/32 S4", ReadUnits<4, 4>, 16, 1, 32, 120},
-      {"excl units 16/4/32 S8", ReadUnits<4, 8>, 16, 1, 32, 120},
-      {"pair static 8/8 wait after first", Read<8, kWaitAfterFirstLoads>, 8, 1, 0, 100},
-      {"pair dynamic 8/8/8 wait after first", Read<8, kWaitAfterFirstLoads>, 8, 1, 8, 100},
-      {"pair units 8/8/32 S4", ReadUnits<8, 4>, 8, 1, 32, 100},
-      {"pair static 8/4 wait after first", Read<4, kWaitAfterFirstLoads>, 8, 1, 0, 100},
+      {"static 16/4", Read<4, kWaitAtEnd>, 16, 0, 0},
+      {"excl static 16/4", Read<4, kWaitAtEnd>, 16, 0, 120},
+      {"excl static 16/4 wait after first", Read<4, kWaitAfterFirstLoads>, 16, 0, 120},
+      {"pair static 8/8 wait after first", Read<8, kWaitAfterFirstLoads>, 8, 0, 100},
+      {"excl dynamic 16/4/8 wait after first", Read<4, kWaitAfterFirstLoads>, 16, 8, 120},
+      {"excl units 16/4/32 wait after first", ReadUnits<4, 4>, 16, 32, 120},
   };
   for (const Variant& v : variants)
     CHECK_CUDA(cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 120 * 1024));
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   Scratch scratch{};
-  CHECK_CUDA(cudaMalloc(&scratch.out, static_cast<size_t>(sms) * 2 * 1024 * sizeof(uint32_t)));
+  CHECK_CUDA(cudaMalloc(&scratch.out, static_cast<size_t>(sms) * 1024 * sizeof(uint32_t)));
   CHECK_CUDA(cudaMalloc(&scratch.unit_counter, sizeof(unsigned long long)));
   CHECK_CUDA(cudaMemset(scratch.unit_counter, 0, sizeof(unsigned long long)));
   constexpr size_t kMaxChunks = 1 << 16;
@@ -265,7 +262,7 @@ int main(int argc, char** argv) {
       attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
       attribute.val.programmaticStreamSerializationAllowed = 1;
       cudaLaunchConfig_t config{};
-      config.gridDim = dim3(static_cast<unsigned>(sms * v.blocks_per_sm));
+      config.gridDim = dim3(static_cast<unsigned>(sms));
       config.blockDim = dim3(static_cast<unsigned>(v.warps * 32));
       config.dynamicSmemBytes = static_cast<size_t>(v.shared_kb) * 1024;
       config.stream = stream;

@@ -12,7 +12,7 @@ if [[ -z "$nvcc" ]]; then
   exit 1
 fi
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(owf_cuda_layout_test owf_cuda_test owf_cuda_model_test owf_cuda_bench owf_call_floor owf owf_make_model)
+[[ ${#targets[@]} -eq 0 ]] && targets=(owf_cuda_layout_test owf_cuda_test owf_cuda_model_test owf_cuda_bench owf_call_floor owf_read_floor owf owf_make_model)
 cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DOWF_CUDA=ON -DOWF_NATIVE=OFF \
   -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
 cmake --build build-cuda -j"$(nproc)" --target "${targets[@]}"
