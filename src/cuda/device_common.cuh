@@ -341,8 +341,14 @@ int GemvPlanIndex(int kernel_rows);
 // The activation rows of the GEMV kernel that takes this product (1, 2, 4, 8 or 16), or 0 where it
 // does not (batch, block widths, code width, shared memory).
 int GemvKernelRows(const MatrixArgs& a, int batch);
+// rotate_negative (batch 1 on CUDA cores only, GemvRotatesActivations): x is the unrotated
+// activation row of a rotated matrix, with these signs (NegativeColumns); the kernel rotates it.
 Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
-                  int kernel_rows, float* y, int64_t ldy, cudaStream_t stream);
+                  int kernel_rows, float* y, int64_t ldy, cudaStream_t stream,
+                  const uint32_t* rotate_negative = nullptr);
+// Whether the batch-1 GEMV can rotate this matrix's activations itself (its kernel runs on CUDA
+// cores and the rotated row fits in shared memory beside its table and activations).
+bool GemvRotatesActivations(const MatrixArgs& a);
 
 // The GEMM for 17-64 activation rows (gemm_wide.cu): kernels of 32 and 64 rows over matrices the
 // 16-row GEMV takes in lane runs, planned like it (steps, `blocks` ranges, up to `segments` partial

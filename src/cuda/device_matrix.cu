@@ -256,8 +256,12 @@ Status DeviceMatrix::Gemm(const uint16_t* x, int64_t ldx, int batch, float* y, i
   if (ldx % 2 != 0 || reinterpret_cast<uintptr_t>(x) % 4 != 0)
     return InvalidArgument("Gemm needs 4-byte aligned activation rows (even ldx)");
   if (s_->rotation_seed) {  // W x = V rotate(x) + the outliers' corrections (unrotated x)
-    OWF_RETURN_IF_ERROR(RotateActivations(x, ldx, batch, s_->rotated_x, a.cols, stream));
-    OWF_RETURN_IF_ERROR(ProductOfCodes(s_->rotated_x, a.cols, batch, y, ldy, stream));
+    if (batch == 1 && detail::GemvRotatesActivations(a)) {  // the GEMV rotates x itself, in fp32
+      OWF_RETURN_IF_ERROR(ProductOfCodes(x, ldx, 1, y, ldy, stream, s_->negative));
+    } else {
+      OWF_RETURN_IF_ERROR(RotateActivations(x, ldx, batch, s_->rotated_x, a.cols, stream));
+      OWF_RETURN_IF_ERROR(ProductOfCodes(s_->rotated_x, a.cols, batch, y, ldy, stream));
+    }
     return CorrectStoredProduct(x, ldx, batch, y, ldy, stream);
   }
   return ProductOfCodes(x, ldx, batch, y, ldy, stream);
@@ -271,15 +275,15 @@ Status DeviceMatrix::CorrectStoredProduct(const uint16_t* x, int64_t ldx, int64_
   return detail::LaunchAddOutlierCorrections(s_->rotated_outliers, x, ldx, rows, y, ldy, stream);
 }
 
-Status DeviceMatrix::ProductOfCodes(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy,
-                                    Stream stream) const {
+Status DeviceMatrix::ProductOfCodes(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream,
+                                    const uint32_t* rotate_negative) const {
   const MatrixArgs& a = s_->args;
   // The small-batch kernels and the wide GEMM, with the stream's scratch; the split-K GEMM takes
   // what they do not (other block widths, 1-bit codes in blocks narrower than a tile).
   const auto gemv = [&](int b0, int n, int rows) -> Status {
     detail::GemvWorkspace w = s_->gemv[detail::GemvPlanIndex(rows)];
     OWF_RETURN_IF_ERROR(UseGemvScratch(stream, w, a.row_tiles));
-    return detail::LaunchGemv(a, w, x + b0 * ldx, ldx, n, rows, y + b0 * ldy, ldy, stream);
+    return detail::LaunchGemv(a, w, x + b0 * ldx, ldx, n, rows, y + b0 * ldy, ldy, stream, rotate_negative);
   };
   if (const int rows = detail::GemvKernelRows(a, batch)) return gemv(0, batch, rows);
   if (const int rows = detail::GemmWideRows(a, batch)) {

@@ -33,6 +33,7 @@
 #include <algorithm>
 
 #include "lookup.cuh"
+#include "rotate.cuh"
 
 namespace owf::cuda::detail {
 namespace {
@@ -90,17 +91,48 @@ __device__ __forceinline__ void LoadScalePair(const uint8_t* __restrict__ s, int
   }
 }
 
+// Batch 1 on a rotated matrix (GemvKernel's ROT): the activation row x rotated in fp32 in the row
+// buffer v (the seeded signs, then RotateRowInShared: the CPU's operations, without the bf16
+// rounding of RotateActivations), then staged into xs as the kernel stages an unrotated row. Rows
+// of fewer than 16384 values (GemvRotatesActivations): pieces of up to 8192 values, 16 registers
+// per thread. Inlined: a call would cost the kernel callee-saved registers (spills in its main
+// loop).
+constexpr int kGemvMaxRotatedPiece = 8192;
+static_assert(kThreads == kRotateThreads, "the GEMV's blocks rotate rows as RotateRowsKernel's do");
+__device__ __forceinline__ void StageRotatedActivations(const uint16_t* __restrict__ x, int cols, int col_tiles,
+                                                     int run_steps, const uint32_t* __restrict__ negative, float* v,
+                                                     float* xs) {
+  for (int c = threadIdx.x; c < cols; c += kThreads) {
+    const float value = __uint_as_float(static_cast<uint32_t>(x[c]) << 16);
+    v[RowSlot(c)] = ColumnNegative(negative, c) ? -value : value;
+  }
+  __syncthreads();
+  RotateRowInShared<kGemvMaxRotatedPiece>(v, cols, negative, /*inverse=*/false,
+                                          [&](int i, float value) { v[RowSlot(i)] = value; });
+  const auto at = [&](int c) { return c < cols ? v[RowSlot(c)] : 0.0f; };
+  for (int u = threadIdx.x; u < col_tiles * 16; u += kThreads) {  // as load_x and store_x (GemvKernel)
+    const int tile_col = (u >> 4) * 64;
+    const int c0 = tile_col + FragmentColumn(run_steps, u & 3, (u >> 2) & 3, 0);
+    const int c1 = tile_col + FragmentColumn(run_steps, u & 3, (u >> 2) & 3, 1);
+    reinterpret_cast<float4*>(xs)[u] = make_float4(at(c0), at(c0 + 1), at(c1), at(c1 + 1));
+  }
+}
+
 // B: activation rows the kernel is built for (batch <= B; the rest are zeros and not written);
 // ST: the scale storage (GpuScale); HALF: fp16 table entries (Lookup); LO (tensor cores): the lo
 // terms go through their own mmas (without: codebooks that are exactly bf16, whose lo terms are
 // all zero); SPT: scaling blocks per 64-column tile, 1, or 2 or 4 for blocks of 32 or 16 columns
-// (lane runs of 4 / SPT k-steps, TileColumn: k-steps 2q, 2q + 1 or k-step q in block q).
-template <int BITS, int B, int ST, bool HALF, bool LO = true, int SPT = 1>
+// (lane runs of 4 / SPT k-steps, TileColumn: k-steps 2q, 2q + 1 or k-step q in block q); ROT
+// (batch 1): x is a rotated matrix's unrotated row, with the signs `negative`, which the kernel
+// rotates (StageRotatedActivations).
+template <int BITS, int B, int ST, bool HALF, bool LO = true, int SPT = 1, bool ROT = false>
 __global__ void __launch_bounds__(kThreads, 1)
     GemvKernel(const __grid_constant__ MatrixArgs a, GemvWorkspace ws, const uint16_t* __restrict__ x,
-               int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy) {
+               int64_t ldx, bool x_aligned16, int batch, float* __restrict__ y, int64_t ldy,
+               const uint32_t* __restrict__ negative) {
   constexpr bool TC = OnTensorCores(B);
   static_assert(!TC || BITS <= kMaxTensorBits || (B == 16 && LO), "5-6 bit codes on tensor cores: 16 rows, lo terms");
+  static_assert(!ROT || B == 1, "the GEMV rotates activations at batch 1");
   using L = Lookup<BITS, TC, HALF>;
   static_assert(L::kIndexBits == Lookup<BITS, TC>::kIndexBits && L::kBytePerm == Lookup<BITS, TC>::kBytePerm,
                 "fp16 tables are addressed like fp32 ones (GroupOffset)");
@@ -271,9 +303,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     next_step();
   }
   if constexpr (!TC) {
-    for (int base = 0; base < x_units; base += kXUnits * kThreads) {
-      load_x(base);
-      store_x(base);
+    if constexpr (ROT) {  // a rotated matrix's unrotated activations (the row buffer after xs)
+      StageRotatedActivations(x, static_cast<int>(a.cols), C, kRunSteps, negative, xs + C * 64, xs);
+    } else {
+      for (int base = 0; base < x_units; base += kXUnits * kThreads) {
+        load_x(base);
+        store_x(base);
+      }
     }
   }
   __syncthreads();
@@ -498,29 +534,35 @@ __global__ void __launch_bounds__(kThreads, 1)
   OWF_TRACE(6);
 }
 
-template <int BITS, int B, int ST, bool HALF, bool LO = true, int SPT = 1>
+template <int BITS, int B, int ST, bool HALF, bool LO = true, int SPT = 1, bool ROT = false>
 Status Launch(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
-              int64_t ldy, cudaStream_t stream) {
-  const int bytes = static_cast<int>(SharedBytes(BITS, B, a.col_tiles));
-  const auto kernel = GemvKernel<BITS, B, ST, HALF, LO, SPT>;
+              int64_t ldy, cudaStream_t stream, const uint32_t* negative) {
+  const int bytes =
+      static_cast<int>(SharedBytes(BITS, B, a.col_tiles) + (ROT ? RotateRowsSharedBytes(a.cols) : 0));
+  const auto kernel = GemvKernel<BITS, B, ST, HALF, LO, SPT, ROT>;
   // Once per kernel: allow all the dynamic shared memory the device offers (GemvKernelRows checked
   // this launch's need against it), rather than a driver call per product.
   static const Status allowed = AllowAllSharedMemory(kernel);
   OWF_RETURN_IF_ERROR(allowed);
   const bool x_aligned16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 8 == 0;
-  return LaunchAfterPrevious(kernel, ws.blocks, kThreads, bytes, stream, a, ws, x, ldx, x_aligned16, batch, y, ldy);
+  return LaunchAfterPrevious(kernel, ws.blocks, kThreads, bytes, stream, a, ws, x, ldx, x_aligned16, batch, y, ldy,
+                             negative);
 }
 
-template <int BITS, int B, bool HALF, bool LO = true, int SPT = 1>
+template <int BITS, int B, bool HALF, bool LO = true, int SPT = 1, bool ROT = false>
 Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
-                   int64_t ldy, cudaStream_t stream) {
+                   int64_t ldy, cudaStream_t stream, const uint32_t* negative) {
   constexpr int kBf16 = static_cast<int>(GpuScale::kBf16), kFp32 = static_cast<int>(GpuScale::kFp32);
   switch (static_cast<GpuScale>(a.scale_type)) {
-    case GpuScale::kBf16: return Launch<BITS, B, kBf16, HALF, LO, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
-    case GpuScale::kFp32: return Launch<BITS, B, kFp32, HALF, LO, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+    case GpuScale::kBf16: return Launch<BITS, B, kBf16, HALF, LO, SPT, ROT>(a, ws, x, ldx, batch, y, ldy, stream,
+        negative);
+    case GpuScale::kFp32: return Launch<BITS, B, kFp32, HALF, LO, SPT, ROT>(a, ws, x, ldx, batch, y, ldy, stream,
+        negative);
     case GpuScale::kNone: break;
   }
-  if constexpr (SPT == 1) return Launch<BITS, B, static_cast<int>(GpuScale::kNone), HALF, LO>(a, ws, x, ldx, batch, y, ldy, stream);
+  if constexpr (SPT == 1)
+    return Launch<BITS, B, static_cast<int>(GpuScale::kNone), HALF, LO, 1, ROT>(a, ws, x, ldx, batch, y, ldy, stream,
+                                                                               negative);
   return InvalidArgument("scaling blocks narrower than a tile need scales");
 }
 
@@ -530,21 +572,34 @@ Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 // rows (GemvKernelRows).
 template <int BITS, int SPT>
 Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
-                  int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
-  if constexpr (LookupGroup(BITS, false) == 2) {
-    if (kernel_rows == 1 && a.book_half) return LaunchScale<BITS, 1, true, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+                  int kernel_rows, float* y, int64_t ldy, cudaStream_t stream, const uint32_t* negative) {
+  if (negative) {  // batch 1 rotating its activations (GemvRotatesActivations: one scale per tile)
+    if constexpr (SPT == 1) {
+      if constexpr (LookupGroup(BITS, false) == 2) {
+        if (a.book_half)
+          return LaunchScale<BITS, 1, true, true, 1, true>(a, ws, x, ldx, batch, y, ldy, stream, negative);
+      }
+      return LaunchScale<BITS, 1, false, true, 1, true>(a, ws, x, ldx, batch, y, ldy, stream, negative);
+    }
+    return Internal("the GEMV rotates activations only with one scale per tile");
   }
-  if (kernel_rows == 1) return LaunchScale<BITS, 1, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
-  if (kernel_rows == 2) return LaunchScale<BITS, 2, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+  if constexpr (LookupGroup(BITS, false) == 2) {
+    if (kernel_rows == 1 && a.book_half)
+      return LaunchScale<BITS, 1, true, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
+  }
+  if (kernel_rows == 1) return LaunchScale<BITS, 1, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
+  if (kernel_rows == 2) return LaunchScale<BITS, 2, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
   if constexpr (BITS <= kMaxTensorBits) {
     if constexpr (BITS >= 3) {
-      if (a.book_bf16 && kernel_rows == 8) return LaunchScale<BITS, 8, false, false, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
-      if (a.book_bf16) return LaunchScale<BITS, 16, false, false, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+      if (a.book_bf16 && kernel_rows == 8)
+        return LaunchScale<BITS, 8, false, false, SPT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
+      if (a.book_bf16) return LaunchScale<BITS, 16, false, false, SPT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
     }
-    if (kernel_rows == 8) return LaunchScale<BITS, 8, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
-    return LaunchScale<BITS, 16, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+    if (kernel_rows == 8) return LaunchScale<BITS, 8, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
+    return LaunchScale<BITS, 16, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
   } else {  // 5-6 bit codes: the 16-row kernel only (fewer kernels to build)
-    if (kernel_rows == 16) return LaunchScale<BITS, 16, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream);
+    if (kernel_rows == 16)
+      return LaunchScale<BITS, 16, false, true, SPT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
   }
   return Internal("no small-batch kernel of " + std::to_string(kernel_rows) + " rows for " + std::to_string(BITS) +
                   "-bit codes");
@@ -579,6 +634,13 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
     p.segments = std::max(p.segments, warp_of(grp * a.col_tiles + a.col_tiles - 1) - warp_of(grp * a.col_tiles) + 1);
   p.partial_floats = groups * p.segments * rows_per_step * kTileRows * kernel_rows;
   return p;
+}
+
+bool GemvRotatesActivations(const MatrixArgs& a) {
+  if (GemvKernelRows(a, 1) != 1 || ScalesPerTile(a) != 1 || a.cols >= 2 * kGemvMaxRotatedPiece) return false;
+  const auto max_bytes = MaxSharedBytes();
+  return max_bytes.ok() &&
+         SharedBytes(a.code_bits, 1, a.col_tiles) + RotateRowsSharedBytes(a.cols) <= *max_bytes - kStaticSharedBytes;
 }
 
 int GemvKernelRows(const MatrixArgs& a, int batch) {
@@ -619,14 +681,16 @@ int GemvKernelRows(const MatrixArgs& a, int batch) {
 }
 
 Status LaunchGemv(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
-                  int kernel_rows, float* y, int64_t ldy, cudaStream_t stream) {
+                  int kernel_rows, float* y, int64_t ldy, cudaStream_t stream, const uint32_t* rotate_negative) {
+  if (rotate_negative && (kernel_rows != 1 || !GemvRotatesActivations(a)))
+    return Internal("only the batch-1 GEMV on CUDA cores rotates activations, where the row fits");
   return WithCodeBits(a.code_bits, [&](auto bits) -> Status {
     constexpr int kBits = decltype(bits)::value;
     const int spt = ScalesPerTile(a);
-    if (spt == 1) return LaunchBits<kBits, 1>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+    if (spt == 1) return LaunchBits<kBits, 1>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream, rotate_negative);
     if constexpr (kBits >= kNarrowMinBits) {  // blocks of 32 or 16 columns
-      if (spt == 2) return LaunchBits<kBits, 2>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
-      if (spt == 4) return LaunchBits<kBits, 4>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream);
+      if (spt == 2) return LaunchBits<kBits, 2>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream, rotate_negative);
+      if (spt == 4) return LaunchBits<kBits, 4>(a, ws, x, ldx, batch, kernel_rows, y, ldy, stream, rotate_negative);
     }
     return InvalidArgument("the small-batch kernels do not take this scaling block width with these codes");
   });

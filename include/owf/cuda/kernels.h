@@ -77,7 +77,9 @@ class DeviceMatrix {
 
  private:
   // Gemm's product of the codes as stored (a rotated matrix: with rotated activations).
-  Status ProductOfCodes(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream) const;
+  // rotate_negative: x is a rotated matrix's unrotated batch-1 row, which the GEMV rotates.
+  Status ProductOfCodes(const uint16_t* x, int64_t ldx, int batch, float* y, int64_t ldy, Stream stream,
+                        const uint32_t* rotate_negative = nullptr) const;
   struct State;
   explicit DeviceMatrix(std::unique_ptr<State> s);
   std::unique_ptr<State> s_;
