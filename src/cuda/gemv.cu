@@ -553,16 +553,15 @@ template <int BITS, int B, bool HALF, bool LO = true, int SPT = 1, bool ROT = fa
 Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch, float* y,
                    int64_t ldy, cudaStream_t stream, const uint32_t* negative) {
   constexpr int kBf16 = static_cast<int>(GpuScale::kBf16), kFp32 = static_cast<int>(GpuScale::kFp32);
+  constexpr int kNone = static_cast<int>(GpuScale::kNone);
   switch (static_cast<GpuScale>(a.scale_type)) {
-    case GpuScale::kBf16: return Launch<BITS, B, kBf16, HALF, LO, SPT, ROT>(a, ws, x, ldx, batch, y, ldy, stream,
-        negative);
-    case GpuScale::kFp32: return Launch<BITS, B, kFp32, HALF, LO, SPT, ROT>(a, ws, x, ldx, batch, y, ldy, stream,
-        negative);
+    case GpuScale::kBf16:
+      return Launch<BITS, B, kBf16, HALF, LO, SPT, ROT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
+    case GpuScale::kFp32:
+      return Launch<BITS, B, kFp32, HALF, LO, SPT, ROT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
     case GpuScale::kNone: break;
   }
-  if constexpr (SPT == 1)
-    return Launch<BITS, B, static_cast<int>(GpuScale::kNone), HALF, LO, 1, ROT>(a, ws, x, ldx, batch, y, ldy, stream,
-                                                                               negative);
+  if constexpr (SPT == 1) return Launch<BITS, B, kNone, HALF, LO, 1, ROT>(a, ws, x, ldx, batch, y, ldy, stream, negative);
   return InvalidArgument("scaling blocks narrower than a tile need scales");
 }
 
