@@ -572,15 +572,12 @@ Status LaunchScale(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t*
 template <int BITS, int SPT>
 Status LaunchBits(const MatrixArgs& a, const GemvWorkspace& ws, const uint16_t* x, int64_t ldx, int batch,
                   int kernel_rows, float* y, int64_t ldy, cudaStream_t stream, const uint32_t* negative) {
-  if (negative) {  // batch 1 rotating its activations (GemvRotatesActivations: one scale per tile)
-    if constexpr (SPT == 1) {
-      if constexpr (LookupGroup(BITS, false) == 2) {
-        if (a.book_half)
-          return LaunchScale<BITS, 1, true, true, 1, true>(a, ws, x, ldx, batch, y, ldy, stream, negative);
-      }
-      return LaunchScale<BITS, 1, false, true, 1, true>(a, ws, x, ldx, batch, y, ldy, stream, negative);
+  if (negative) {  // batch 1 rotating its activations (GemvRotatesActivations)
+    if constexpr (LookupGroup(BITS, false) == 2) {
+      if (a.book_half)
+        return LaunchScale<BITS, 1, true, true, SPT, true>(a, ws, x, ldx, batch, y, ldy, stream, negative);
     }
-    return Internal("the GEMV rotates activations only with one scale per tile");
+    return LaunchScale<BITS, 1, false, true, SPT, true>(a, ws, x, ldx, batch, y, ldy, stream, negative);
   }
   if constexpr (LookupGroup(BITS, false) == 2) {
     if (kernel_rows == 1 && a.book_half)
@@ -636,7 +633,7 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
 }
 
 bool GemvRotatesActivations(const MatrixArgs& a) {
-  if (GemvKernelRows(a, 1) != 1 || ScalesPerTile(a) != 1 || a.cols >= 2 * kGemvMaxRotatedPiece) return false;
+  if (GemvKernelRows(a, 1) != 1 || a.cols >= 2 * kGemvMaxRotatedPiece) return false;
   const auto max_bytes = MaxSharedBytes();
   return max_bytes.ok() &&
          SharedBytes(a.code_bits, 1, a.col_tiles) + RotateRowsSharedBytes(a.cols) <= *max_bytes - kStaticSharedBytes;

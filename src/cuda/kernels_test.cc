@@ -353,11 +353,10 @@ TEST(CudaKernels, GemmRejectsBadShapes) {
 // outliers over: the same bits as the CPU's dequantised tensor (131,112 rows of 64 columns take
 // two chunks of the scratch memory). Products rotate their activations and add the outliers'
 // corrections with the unrotated ones: against V times the CPU's rotation of the bf16
-// activations (rounded to bf16, as RotateActivations rounds them; at batch 1, with one scale per
-// tile and a row that fits in shared memory beside the GEMV's table, 6144 columns or fewer here,
-// the GEMV rotates it itself in fp32, without rounding) plus those corrections, within the
-// kernels' tolerance; against W times the activations within that rounding (2^-9 of each rotated
-// activation).
+// activations (rounded to bf16, as RotateActivations rounds them; at batch 1, where the row fits
+// in shared memory beside the GEMV's table, 6144 columns or fewer here, the GEMV rotates it
+// itself in fp32, without rounding) plus those corrections, within the kernels' tolerance;
+// against W times the activations within that rounding (2^-9 of each rotated activation).
 TEST(CudaKernels, RotatedMatricesDequantiseAndMultiplyLikeTheCpu) {
   SKIP_WITHOUT_GPU();
   const std::vector<testing::TestMatrix> matrices = {
@@ -414,7 +413,7 @@ TEST(CudaKernels, RotatedMatricesDequantiseAndMultiplyLikeTheCpu) {
         for (int64_t c = 0; c < cols; ++c) xr[static_cast<size_t>(c)] = FloatFromBf16(x[static_cast<size_t>(b * ldx + c)]);
         const std::vector<float> xw = xr;
         HadamardRotateRow(xr, *q->rotation_seed, /*inverse=*/false);
-        const bool gemv_rotates = batch == 1 && cols <= 6144 && (m->blocks_across <= 1 || m->block_cols % 64 == 0);
+        const bool gemv_rotates = batch == 1 && cols <= 6144;
         if (!gemv_rotates)
           for (auto& v : xr) v = FloatFromBf16(Bf16FromFloat(v));
         if (batch == 5) {  // RotateActivations: the CPU's rotation, rounded to bf16
