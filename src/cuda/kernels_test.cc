@@ -408,6 +408,8 @@ TEST(CudaKernels, RotatedMatricesDequantiseAndMultiplyLikeTheCpu) {
       DeviceBuffer<float> dy(static_cast<size_t>(batch * ldy));
       ASSERT_TRUE(d->Gemm(dx.p, ldx, batch, dy.p, ldy).ok());
       const std::vector<float> y = dy.Download();
+      ASSERT_TRUE(d->Gemm(dx.p, ldx, batch, dy.p, ldy).ok());  // every block rotates the same bits
+      EXPECT_EQ(dy.Download(), y) << "a second product";
       for (int b = 0; b < batch; ++b) {
         std::vector<float> xr(static_cast<size_t>(cols));
         for (int64_t c = 0; c < cols; ++c) xr[static_cast<size_t>(c)] = FloatFromBf16(x[static_cast<size_t>(b * ldx + c)]);
