@@ -102,10 +102,7 @@ static_assert(kThreads == kRotateThreads, "the GEMV's blocks rotate rows as Rota
 __device__ __forceinline__ void StageRotatedActivations(const uint16_t* __restrict__ x, int cols, int col_tiles,
                                                      int run_steps, const uint32_t* __restrict__ negative, float* v,
                                                      float* xs) {
-  for (int c = threadIdx.x; c < cols; c += kThreads) {
-    const float value = __uint_as_float(static_cast<uint32_t>(x[c]) << 16);
-    v[RowSlot(c)] = ColumnNegative(negative, c) ? -value : value;
-  }
+  LoadRowInShared<1>(x, cols, negative, /*signs=*/true, v);
   __syncthreads();
   RotateRowInShared<kGemvMaxRotatedPiece>(v, cols, negative, /*inverse=*/false,
                                           [&](int i, float value) { v[RowSlot(i)] = value; });

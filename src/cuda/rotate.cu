@@ -7,7 +7,6 @@
 // Rotated matrices (DeviceMatrix) use it twice: a product rotates its activations (bf16 in,
 // bf16 out) and then runs the kernels on the rotated codes; dequantisation un-rotates each
 // dequantised fp32 row before rounding it to bf16. docs/gpu-performance.md has what it costs.
-#include <type_traits>
 #include <vector>
 
 #include "owf/formats/rotation.h"
@@ -17,12 +16,6 @@ namespace owf::cuda::detail {
 namespace {
 
 constexpr int kThreads = kRotateThreads;
-
-template <typename IN>
-__device__ __forceinline__ float InputOf(IN v) {
-  if constexpr (std::is_same_v<IN, float>) return v;
-  else return __uint_as_float(static_cast<uint32_t>(v) << 16);  // bf16 bits
-}
 
 // One block of kThreads per row, the row in shared memory (fewer than 2^16 values). A product's
 // activation rows are rotated by one block each, so the transform's latency is on the product's
@@ -37,24 +30,7 @@ __global__ void __launch_bounds__(kThreads) RotateRowsKernel(const IN* __restric
   extern __shared__ float v[];
   LaunchDependents();
   GridDependencyWait();  // the input may be the previous kernel's output
-  const IN* src = in + static_cast<int64_t>(blockIdx.x) * ld_in;
-  // kLoads values (and their signs' words) per thread in flight at a time.
-  constexpr int kLoads = 8;
-  for (int c0 = threadIdx.x; c0 < cols; c0 += kThreads * kLoads) {
-    float x[kLoads];
-    uint32_t sign[kLoads];
-#pragma unroll
-    for (int k = 0; k < kLoads; ++k) {
-      const int c = c0 + k * kThreads;
-      x[k] = c < cols ? InputOf(src[c]) : 0.0f;
-      sign[k] = c < cols && !inverse ? __ldg(negative + (c >> 5)) >> (c & 31) : 0u;
-    }
-#pragma unroll
-    for (int k = 0; k < kLoads; ++k) {
-      const int c = c0 + k * kThreads;
-      if (c < cols) v[RowSlot(c)] = sign[k] & 1u ? -x[k] : x[k];
-    }
-  }
+  LoadRowInShared<8>(in + static_cast<int64_t>(blockIdx.x) * ld_in, cols, negative, /*signs=*/!inverse, v);
   __syncthreads();
   uint16_t* dst = out + static_cast<int64_t>(blockIdx.x) * ld_out;
   RotateRowInShared(v, cols, negative, inverse,

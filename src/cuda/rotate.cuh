@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "device_common.cuh"
 
@@ -18,6 +19,38 @@ __device__ __forceinline__ int RowSlot(int i) { return i + (i >> 5); }
 
 __device__ __forceinline__ bool ColumnNegative(const uint32_t* __restrict__ negative, int c) {
   return (__ldg(negative + (c >> 5)) >> (c & 31)) & 1u;
+}
+
+// Values of the bf16 bits or fp32 of the row src.
+template <typename IN>
+__device__ __forceinline__ float InputOf(IN v) {
+  if constexpr (std::is_same_v<IN, float>) return v;
+  else return __uint_as_float(static_cast<uint32_t>(v) << 16);  // bf16 bits
+}
+
+// The row src (cols values) into the shared-memory row v (RowSlot), with the seeded signs applied
+// if `signs` (the forward transform's first step), kLoads values (and their signs' words) per
+// thread in flight at a time (RotateRowsKernel: 8; the GEMV, whose prologue holds its first
+// codes in registers meanwhile: 1). The block's threads call it together; a barrier must follow
+// before the row is read.
+template <int kLoads, typename IN>
+__device__ __forceinline__ void LoadRowInShared(const IN* __restrict__ src, int cols,
+                                                const uint32_t* __restrict__ negative, bool signs, float* v) {
+  for (int c0 = threadIdx.x; c0 < cols; c0 += kRotateThreads * kLoads) {
+    float x[kLoads];
+    uint32_t sign[kLoads];
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k) {
+      const int c = c0 + k * kRotateThreads;
+      x[k] = c < cols ? InputOf(src[c]) : 0.0f;
+      sign[k] = c < cols && signs ? __ldg(negative + (c >> 5)) >> (c & 31) : 0u;
+    }
+#pragma unroll
+    for (int k = 0; k < kLoads; ++k) {
+      const int c = c0 + k * kRotateThreads;
+      if (c < cols) v[RowSlot(c)] = sign[k] & 1u ? -x[k] : x[k];
+    }
+  }
 }
 
 // The butterflies of the power-of-two piece of n = 512 E values at `start` of the row v (shared
