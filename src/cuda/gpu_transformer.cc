@@ -232,12 +232,10 @@ Status GpuTransformer::Impl::Product(const Linear& w, const uint16_t* x, int n, 
                               .WithContext("DeviceMatrix::RotateActivations ('" + w.name + "')"));
       x = rotated.get();
       stored_form = true;
-      OWF_RETURN_IF_ERROR(w.quantised->DequantiseStoredBf16(dequantised.get(), w.cols, nullptr)
-                              .WithContext("DeviceMatrix::DequantiseStoredBf16 ('" + w.name + "')"));
-    } else {
-      OWF_RETURN_IF_ERROR(w.quantised->DequantiseBf16(dequantised.get(), w.cols, nullptr)
-                              .WithContext("DeviceMatrix::DequantiseBf16 ('" + w.name + "')"));
     }
+    // The matrix as stored: W itself unless it is rotated (DequantiseBf16 then).
+    OWF_RETURN_IF_ERROR(w.quantised->DequantiseStoredBf16(dequantised.get(), w.cols, nullptr)
+                            .WithContext("DeviceMatrix::DequantiseStoredBf16 ('" + w.name + "')"));
     weights = dequantised.get();
   }
   // Column-major, as cuBLAS sees these row-major buffers: y^T (rows, n) = W^T^T (rows, cols)
