@@ -61,11 +61,14 @@ class DeviceMatrix {
   // y[b * ldy + r] = sum_c W[r, c] * x[b * ldx + c] for b < batch (1..64), r < rows: x bf16 in
   // device memory (ldx >= cols, even, 4-byte aligned), y fp32 in device memory (ldy >= rows). A
   // rotated matrix (stored as V = W rotated along its rows) first rotates the activations (fp32,
-  // as HadamardRotateRow does, rounded to bf16 like any activation) and multiplies them by V. Needs
-  // an even column count, and scaling blocks whose width is a multiple of 16 (or one block across
-  // the row); InvalidArgument otherwise. Batches of 1-2 (1-4 for 5-6 bit codes) with blocks 64 * 2^k
-  // wide (or one across, or unscaled) run on CUDA cores in fp32 (fp32 codebook values times fp32
-  // activations); the rest on tensor cores (bf16 mma) with each weight split into two bf16 terms (16
+  // as HadamardRotateRow does, rounded to bf16 like any activation; at batch 1 on CUDA cores, rows
+  // of fewer than 16384 columns are rotated inside the GEMV and stay fp32) and multiplies them by
+  // V, then adds its outliers' corrections with the unrotated activations. Needs an even column
+  // count, and scaling blocks whose width is a multiple of 16 (or one block across the row);
+  // InvalidArgument otherwise. Batch 1, and batch 2 on matrices under 2^27 weights, with blocks
+  // 64 * 2^k, 32 or 16 columns wide (or one across, or unscaled; 2- to 6-bit codes in the narrow
+  // blocks) run on CUDA cores in fp32 where their activations fit in shared memory (fp32 codebook
+  // values times fp32 activations); the rest on tensor cores (bf16 mma) with each weight split into two bf16 terms (16
   // significant bits) and fp32 accumulation (docs/gpu-layout.md). Outliers are added exactly as
   // sparse corrections. Deterministic: the same inputs give the same bits. Calls on one DeviceMatrix
   // must not run concurrently (streams): they share a workspace; calls on one stream share scratch
