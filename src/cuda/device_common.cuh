@@ -298,7 +298,8 @@ Result<int> GemmKParts(const MatrixArgs& a);
 
 // The small-batch GEMV (gemv.cu) for 1..kGemvMaxBatch activation rows: a one-block-per-SM grid,
 // `warps` warps with work over `steps` (groups of row tiles x column tiles), and per group up to
-// `segments` partial sums (partial_floats in all). One plan per kernel shape
+// `segments` partial sums in global memory, one per block that the group's steps meet
+// (partial_floats in all; a block adds its warps' parts in shared memory first). One plan per kernel shape
 // (kGemvPlans: kernels of 1, 2, 8 and 16 rows; GemvPlanIndex); the partial sums and tickets
 // come from scratch memory shared by the products on one stream (device_matrix.cu).
 constexpr int kGemvMaxBatch = 16;

@@ -70,13 +70,20 @@ constexpr int RowTilesPerStep(int kernel_rows) { return kernel_rows == 1 || kern
 // (1-bit codes: the split-K GEMM; fewer kernels to build).
 constexpr int kNarrowMinBits = 2;
 
-// Dynamic shared memory of a launch: the lookup table, then (CUDA cores) the activations as fp32.
-// On tensor cores the table starts at a shared-memory address that is a multiple of 65536, so
-// that one byte permute gives a lookup's whole address (TensorTermsAddress): up to 64 KB of
-// padding come first.
+// A group's outputs for kernel_rows activation rows: the partial sums of one segment (GemvKernel's
+// flush). A block keeps two slots of them per warp in shared memory, for the groups its range
+// starts and ends in where they are split across the block's warps.
+constexpr int GroupOutputs(int kernel_rows) { return RowTilesPerStep(kernel_rows) * kTileRows * kernel_rows; }
+constexpr int64_t SlotBytes(int kernel_rows) { return int64_t{kWarps} * 2 * GroupOutputs(kernel_rows) * 4; }
+
+// Dynamic shared memory of a launch: the lookup table, then (CUDA cores) the activations as fp32,
+// then the slots. On tensor cores the table starts at a shared-memory address that is a multiple
+// of 65536, so that one byte permute gives a lookup's whole address (TensorTermsAddress): up to
+// 64 KB of padding come first.
 constexpr int64_t SharedBytes(int bits, int kernel_rows, int64_t col_tiles) {
   const bool tensor = OnTensorCores(kernel_rows);
-  return LookupBytes(bits, tensor) + (tensor ? kTableAlign : kernel_rows * col_tiles * kTileCols * 4);
+  return LookupBytes(bits, tensor) + (tensor ? kTableAlign : kernel_rows * col_tiles * kTileCols * 4) +
+         SlotBytes(kernel_rows);
 }
 
 // The scales of the two rows (g, g + 8) a lane works on, adjacent in the GPU layout (ScaleSlot):
@@ -136,7 +143,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int R = RowTilesPerStep(B);
   constexpr int NT = TC ? B / 8 : 1;             // mma n-tiles of 8 activation rows
   constexpr int kSums = TC ? NT * 4 : 2 * B;     // a lane's sums per row tile
-  constexpr int kGroupOutputs = R * kTileRows * B;  // one segment's partial sums (PlanGemv sizes them)
+  constexpr int kGroupOutputs = GroupOutputs(B);  // one segment's partial sums (PlanGemv sizes them)
   extern __shared__ __align__(16) unsigned char smem[];
   // Step m = (group m / C, column tile m % C) covers row tiles R * group .. R * group + R - 1.
   const int C = static_cast<int>(a.col_tiles), M = static_cast<int>(ws.steps);
@@ -151,6 +158,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     table_address = AlignedTableAddress(smem);
     table += table_address - static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   }
+  // The block's slots (SlotBytes) after the table, or after the activations on CUDA cores; and a
+  // counter per warp boundary for the groups split across the block's warps (flush).
+  float* slots = reinterpret_cast<float*>(TC ? table + L::kBytes : smem + L::kBytes + int64_t{B} * C * kTileCols * 4);
+  __shared__ unsigned block_tickets[kWarps];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
@@ -286,6 +297,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // hi | lo << 16).
   OWF_TRACE(7);
   __shared__ uint32_t book[kMaxCodebook];
+  if (threadIdx.x < kWarps) block_tickets[threadIdx.x] = 0;
   if (threadIdx.x < kMaxCodebook) {
     const float v = a.book[threadIdx.x];
     book[threadIdx.x] = TC ? SplitBf16(v) : HALF ? __half_as_ushort(__float2half_rn(v)) : __float_as_uint(v);
@@ -300,8 +312,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     next_step();
   }
   if constexpr (!TC) {
-    if constexpr (ROT) {  // a rotated matrix's unrotated activations (the row buffer after xs)
-      StageRotatedActivations(x, static_cast<int>(a.cols), C, kRunSteps, negative, xs + C * 64, xs);
+    if constexpr (ROT) {  // a rotated matrix's unrotated activations (the row buffer after the slots)
+      StageRotatedActivations(x, static_cast<int>(a.cols), C, kRunSteps, negative, slots + SlotBytes(B) / 4, xs);
     } else {
       for (int base = 0; base < x_units; base += kXUnits * kThreads) {
         load_x(base);
@@ -329,6 +341,39 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto batch_row = [&](int k) { return TC ? (k >> 2) * 8 + 2 * t + (k & 1) : k % B; };
   const bool holds_totals = TC || t == 0;
 
+  // Group grp's outputs from a lane's sums of outputs lane + 32 k, with the outliers' corrections.
+  constexpr int kPerLane = kGroupOutputs / 32;
+  static_assert(kGroupOutputs % 32 == 0);
+  auto store_outputs = [&](int grp, const float (&sum)[kPerLane]) {
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int idx = lane + 32 * k;
+      const int64_t row = static_cast<int64_t>(grp) * R * kTileRows + idx / B;
+      if (row < a.rows && idx % B < batch) y[(idx % B) * ldy + row] = WithOutliers(a, x, ldx, idx % B, row, sum[k]);
+    }
+  };
+  // After this block's part of group grp is stored (ws.partials, block part), its ticket: the last
+  // of the group's blocks 0..last adds their parts in order. The loads of several parts are
+  // independent, so about 16 per lane are in flight together.
+  auto add_block_parts = [&](int grp, int last) {
+    __syncwarp();
+    unsigned ticket = 0;
+    if (lane == 0) ticket = TicketAcqRel(ws.tickets + grp);
+    ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
+    if (ticket != static_cast<unsigned>(last)) return;
+    __syncwarp();  // the lanes' loads below follow lane 0's acquire
+    const float* parts = ws.partials + static_cast<int64_t>(grp) * ws.segments * kGroupOutputs + lane;
+    constexpr int kPartsInFlight = kPerLane >= 8 ? 2 : 16 / kPerLane;
+    float sum[kPerLane];
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) sum[k] = 0.0f;
+#pragma unroll kPartsInFlight
+    for (int p = 0; p <= last; ++p)
+#pragma unroll
+      for (int k = 0; k < kPerLane; ++k) sum[k] += __ldcg(parts + p * kGroupOutputs + 32 * k);
+    store_outputs(grp, sum);
+    if (lane == 0) ws.tickets[grp] = 0;
+  };
   // Ends the lane's part of group grp: the outputs, or a segment partial.
   auto flush = [&](int grp) {
     if constexpr (!TC) {  // four-lane sums
@@ -353,40 +398,62 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
       }
     } else {
-      float* mine = ws.partials + (static_cast<int64_t>(grp) * ws.segments + (gw - wa)) * kGroupOutputs;
-      if (holds_totals) {
+      // Split across warps wa..wb: the warps of each block add their parts in shared memory (the
+      // last to finish, in warp order), and where the group spans blocks ba..bb each block's sum
+      // goes to global memory, where the last block's warp adds them in block order. Either way the
+      // sums are added in a fixed order: the same bits whichever warp finishes last.
+      const int first = static_cast<int>(blockIdx.x) * kWarps;
+      const int lo = max(wa, first), hi = min(wb, first + kWarps - 1);  // this block's warps in the group
+      const int ba = wa / kWarps, bb = wb / kWarps;
+      float* block_part = ws.partials + (static_cast<int64_t>(grp) * ws.segments + (first / kWarps - ba)) * kGroupOutputs;
+      if (lo == hi) {  // this warp holds the block's part
+        if (holds_totals) {
 #pragma unroll
-        for (int r = 0; r < R; ++r)
+          for (int r = 0; r < R; ++r)
 #pragma unroll
-          for (int k = 0; k < kSums; ++k) mine[row_in_group(r, k) * B + batch_row(k)] = acc[r][k];
-      }
-      __syncwarp();
-      unsigned ticket = 0;
-      if (lane == 0) ticket = TicketAcqRel(ws.tickets + grp);
-      ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
-      if (ticket == static_cast<unsigned>(wb - wa)) {  // the last segment of this group
-        __syncwarp();  // the lanes' loads below follow lane 0's acquire
-        // A lane sums outputs lane + 32 k over the segments in order; the loads of several
-        // segments are independent, so about 16 per lane are in flight together (small matrices
-        // have dozens of segments per group, and this wait is most of their fixed cost).
-        const float* parts = ws.partials + static_cast<int64_t>(grp) * ws.segments * kGroupOutputs + lane;
-        constexpr int kPerLane = kGroupOutputs / 32;
-        constexpr int kSegmentsInFlight = kPerLane >= 8 ? 2 : 16 / kPerLane;
-        static_assert(kGroupOutputs % 32 == 0);
-        float sum[kPerLane];
-#pragma unroll
-        for (int k = 0; k < kPerLane; ++k) sum[k] = 0.0f;
-#pragma unroll kSegmentsInFlight
-        for (int sg = 0; sg <= wb - wa; ++sg)
-#pragma unroll
-          for (int k = 0; k < kPerLane; ++k) sum[k] += __ldcg(parts + sg * kGroupOutputs + 32 * k);
-#pragma unroll
-        for (int k = 0; k < kPerLane; ++k) {
-          const int idx = lane + 32 * k;
-          const int64_t row = static_cast<int64_t>(grp) * R * kTileRows + idx / B;
-          if (row < a.rows && idx % B < batch) y[(idx % B) * ldy + row] = WithOutliers(a, x, ldx, idx % B, row, sum[k]);
+            for (int k = 0; k < kSums; ++k) block_part[row_in_group(r, k) * B + batch_row(k)] = acc[r][k];
         }
-        if (lane == 0) ws.tickets[grp] = 0;
+        add_block_parts(grp, bb - ba);
+      } else {
+        // Slot 0 of a warp holds the group its range starts in, slot 1 the group it ends in: the
+        // group's warps after wa start in it, and wa ends in it (and starts in it only where its
+        // range starts with the group).
+        const auto slot = [&](int w, int wa_slot) { return slots + ((w - first) * 2 + (w == wa ? wa_slot : 0)) * kGroupOutputs; };
+        float* mine = slot(gw, m0 < grp * C ? 1 : 0);
+        if (holds_totals) {
+#pragma unroll
+          for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int k = 0; k < kSums; ++k) mine[row_in_group(r, k) * B + batch_row(k)] = acc[r][k];
+        }
+        __syncwarp();
+        unsigned ticket = 0;
+        if (lane == 0) {
+          __threadfence_block();
+          ticket = atomicAdd(&block_tickets[lo - first], 1u);
+          __threadfence_block();
+        }
+        ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
+        if (ticket == static_cast<unsigned>(hi - lo)) {  // the block's last warp in this group
+          __syncwarp();
+          float sum[kPerLane];
+#pragma unroll
+          for (int k = 0; k < kPerLane; ++k) sum[k] = 0.0f;
+          const int wa_slot = lo == wa && RangeStart(wa, M, W) < grp * C ? 1 : 0;
+          for (int w = lo; w <= hi; ++w) {
+            const volatile float* part = slot(w, wa_slot) + lane;
+#pragma unroll
+            for (int k = 0; k < kPerLane; ++k) sum[k] += part[32 * k];
+          }
+          if (lane == 0) block_tickets[lo - first] = 0;
+          if (ba == bb) {
+            store_outputs(grp, sum);
+          } else {
+#pragma unroll
+            for (int k = 0; k < kPerLane; ++k) block_part[lane + 32 * k] = sum[k];
+            add_block_parts(grp, bb - ba);
+          }
+        }
       }
     }
     clear_sums();
@@ -620,11 +687,12 @@ GemvWorkspace PlanGemv(const MatrixArgs& a, int sms, int kernel_rows) {
   p.blocks = static_cast<int>(std::clamp<int64_t>(p.steps * rows_per_step / (kWarps * kMinTilesPerWarp), 1, sms));
   p.warps = std::min<int64_t>(static_cast<int64_t>(p.blocks) * kWarps, p.steps);
   p.col_shift = ScaleColumnShift(a);
-  // The most warp ranges (segments) one group's steps meet, exactly as the kernel splits them.
-  const auto warp_of = [&](int64_t n) { return ((n + 1) * p.warps - 1) / p.steps; };
+  // The most blocks (parts in global memory) one group's steps meet, exactly as the kernel splits
+  // them among warps.
+  const auto block_of = [&](int64_t n) { return ((n + 1) * p.warps - 1) / p.steps / kWarps; };
   p.segments = 1;
   for (int64_t grp = 0; grp < groups; ++grp)
-    p.segments = std::max(p.segments, warp_of(grp * a.col_tiles + a.col_tiles - 1) - warp_of(grp * a.col_tiles) + 1);
+    p.segments = std::max(p.segments, block_of(grp * a.col_tiles + a.col_tiles - 1) - block_of(grp * a.col_tiles) + 1);
   p.partial_floats = groups * p.segments * rows_per_step * kTileRows * kernel_rows;
   return p;
 }
