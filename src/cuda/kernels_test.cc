@@ -270,9 +270,10 @@ TEST(CudaKernels, ExactCodebooksGiveTheSameBitsAsTheGeneralPaths) {
   }
 }
 
-// Products alternate between two activation sets, so that a call reading sums left in the
-// stream's scratch by the call before (the GEMV's flagged last-segment words, which each call's
-// reducers zero) would give the other input's bits.
+// Products alternate between two activation sets, so that a call reading partial sums or tickets
+// left in the stream's scratch by the call before (the GEMV's and the wide GEMM's block parts,
+// which each group's last block adds up and whose tickets it resets) would give the other input's
+// bits.
 TEST(CudaKernels, GemmIsDeterministic) {
   SKIP_WITHOUT_GPU();
   auto q = Quantise({"crd4(t,df=5)@64:absmax", 1000, 2048});
