@@ -23,8 +23,10 @@
 // Work split: the steps (groups of R row tiles x column tiles, group major) are cut into equal
 // contiguous ranges, one per warp of a one-block-per-SM grid; a warp keeps the next step's codes
 // and scales in flight while it works on the current one. Where a group spans several warps
-// (segments), each writes its partial sums, and the last to finish (a ticket per group) adds them
-// in segment order: results never depend on timing.
+// (segments), each writes its partial sums: the block's first warp in the group adds its block's
+// in shared memory (after a named barrier), and where the group spans blocks the last block to
+// finish (a ticket per group) adds the blocks' sums. Both add in a fixed order: results never
+// depend on timing.
 //
 // Tuning, measured on an H100 (docs/gpu-performance.md): 16 warps of up to 128 registers beat 20,
 // 24 or 32 warps with fewer registers; R = 4 beats R = 2 at batch 1, R = 2 beats 4 at batch 2 and 1
@@ -52,6 +54,13 @@ __device__ __forceinline__ void Trace(int gw, int k) {
 #else
 #define OWF_TRACE(k)
 #endif
+
+// A counter read with acquire semantics at GPU scope (the other side of TicketAcqRel's release).
+__device__ __forceinline__ unsigned LoadAcquire(const unsigned* counter) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(counter) : "memory");
+  return v;
+}
 
 constexpr int kWarps = 16;
 constexpr int kThreads = kWarps * 32;
@@ -158,10 +167,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     table_address = AlignedTableAddress(smem);
     table += table_address - static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   }
-  // The block's slots (SlotBytes) after the table, or after the activations on CUDA cores; and a
-  // counter per warp boundary for the groups split across the block's warps (flush).
+  // The block's slots (SlotBytes) after the table, or after the activations on CUDA cores, for the
+  // groups split across the block's warps (flush).
   float* slots = reinterpret_cast<float*>(TC ? table + L::kBytes : smem + L::kBytes + int64_t{B} * C * kTileCols * 4);
-  __shared__ unsigned block_tickets[kWarps];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, t = lane & 3;
@@ -297,7 +305,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   // hi | lo << 16).
   OWF_TRACE(7);
   __shared__ uint32_t book[kMaxCodebook];
-  if (threadIdx.x < kWarps) block_tickets[threadIdx.x] = 0;
   if (threadIdx.x < kMaxCodebook) {
     const float v = a.book[threadIdx.x];
     book[threadIdx.x] = TC ? SplitBf16(v) : HALF ? __half_as_ushort(__float2half_rn(v)) : __float_as_uint(v);
@@ -352,17 +359,28 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (row < a.rows && idx % B < batch) y[(idx % B) * ldy + row] = WithOutliers(a, x, ldx, idx % B, row, sum[k]);
     }
   };
-  // After this block's part of group grp is stored (ws.partials, block part), its ticket: the last
-  // of the group's blocks 0..last adds their parts in order. The loads of several parts are
-  // independent, so about 16 per lane are in flight together.
-  auto add_block_parts = [&](int grp, int last) {
-    __syncwarp();
-    unsigned ticket = 0;
-    if (lane == 0) ticket = TicketAcqRel(ws.tickets + grp);
-    ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
-    if (ticket != static_cast<unsigned>(last)) return;
-    __syncwarp();  // the lanes' loads below follow lane 0's acquire
+  // This block's sum of group grp (block `part` of its blocks 0..last) goes to global memory and
+  // takes a ticket there: the last of the group's blocks adds their parts in block order. At the
+  // end of a warp's range (at_end) the other blocks are often done already: where the ticket says
+  // so, the warp adds their parts to its own without storing it or taking a ticket (one round
+  // trip to L2 fewer at the call's end; the same sums in the same order). The loads of several
+  // parts are independent, so about 16 per lane are in flight together.
+  auto add_across_blocks = [&](int grp, int part, int last, const float (&mine)[kPerLane], bool at_end) {
     const float* parts = ws.partials + static_cast<int64_t>(grp) * ws.segments * kGroupOutputs + lane;
+    unsigned ticket = 0;
+    if (at_end) {
+      if (lane == 0) ticket = LoadAcquire(ws.tickets + grp);
+      ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
+    }
+    if (!at_end || ticket != static_cast<unsigned>(last)) {
+#pragma unroll
+      for (int k = 0; k < kPerLane; ++k) ws.partials[(static_cast<int64_t>(grp) * ws.segments + part) * kGroupOutputs + lane + 32 * k] = mine[k];
+      __syncwarp();
+      if (lane == 0) ticket = TicketAcqRel(ws.tickets + grp);
+      ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
+      if (ticket != static_cast<unsigned>(last)) return;
+    }
+    __syncwarp();  // the lanes' loads below follow lane 0's acquire
     constexpr int kPartsInFlight = kPerLane >= 8 ? 2 : 16 / kPerLane;
     float sum[kPerLane];
 #pragma unroll
@@ -370,7 +388,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll kPartsInFlight
     for (int p = 0; p <= last; ++p)
 #pragma unroll
-      for (int k = 0; k < kPerLane; ++k) sum[k] += __ldcg(parts + p * kGroupOutputs + 32 * k);
+      for (int k = 0; k < kPerLane; ++k) sum[k] += p == part ? mine[k] : __ldcg(parts + p * kGroupOutputs + 32 * k);
     store_outputs(grp, sum);
     if (lane == 0) ws.tickets[grp] = 0;
   };
@@ -405,54 +423,43 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int first = static_cast<int>(blockIdx.x) * kWarps;
       const int lo = max(wa, first), hi = min(wb, first + kWarps - 1);  // this block's warps in the group
       const int ba = wa / kWarps, bb = wb / kWarps;
-      float* block_part = ws.partials + (static_cast<int64_t>(grp) * ws.segments + (first / kWarps - ba)) * kGroupOutputs;
-      if (lo == hi) {  // this warp holds the block's part
-        if (holds_totals) {
+      // Slot 0 of a warp holds the group its range starts in, slot 1 the group it ends in: the
+      // group's warps after wa start in it, and wa ends in it (and starts in it only where its
+      // range starts with the group).
+      const auto slot = [&](int w, int wa_slot) { return slots + ((w - first) * 2 + (w == wa ? wa_slot : 0)) * kGroupOutputs; };
+      const int my_slot = m0 < grp * C ? 1 : 0;
+      float* mine = slot(gw, my_slot);
+      if (holds_totals) {
 #pragma unroll
-          for (int r = 0; r < R; ++r)
+        for (int r = 0; r < R; ++r)
 #pragma unroll
-            for (int k = 0; k < kSums; ++k) block_part[row_in_group(r, k) * B + batch_row(k)] = acc[r][k];
-        }
-        add_block_parts(grp, bb - ba);
+          for (int k = 0; k < kSums; ++k) mine[row_in_group(r, k) * B + batch_row(k)] = acc[r][k];
+      }
+      // Warp lo adds the block's parts: where other warps of the block share the group, lo's range
+      // ends in it (only hi's may go on past it), so it gets here at the end of its range, and
+      // waits on a named barrier (one per warp boundary of the block) for the others, which
+      // arrive without waiting.
+      const unsigned barrier = 1 + (lo - first), threads = (hi - lo + 1) * 32;
+      if (gw != lo) {
+        asm volatile("bar.arrive %0, %1;" ::"r"(barrier), "r"(threads) : "memory");
       } else {
-        // Slot 0 of a warp holds the group its range starts in, slot 1 the group it ends in: the
-        // group's warps after wa start in it, and wa ends in it (and starts in it only where its
-        // range starts with the group).
-        const auto slot = [&](int w, int wa_slot) { return slots + ((w - first) * 2 + (w == wa ? wa_slot : 0)) * kGroupOutputs; };
-        float* mine = slot(gw, m0 < grp * C ? 1 : 0);
-        if (holds_totals) {
-#pragma unroll
-          for (int r = 0; r < R; ++r)
-#pragma unroll
-            for (int k = 0; k < kSums; ++k) mine[row_in_group(r, k) * B + batch_row(k)] = acc[r][k];
-        }
-        __syncwarp();
-        unsigned ticket = 0;
-        if (lane == 0) {
-          __threadfence_block();
-          ticket = atomicAdd(&block_tickets[lo - first], 1u);
-          __threadfence_block();
-        }
-        ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
-        if (ticket == static_cast<unsigned>(hi - lo)) {  // the block's last warp in this group
+        if (lo < hi) {
+          asm volatile("bar.sync %0, %1;" ::"r"(barrier), "r"(threads) : "memory");
+        } else {
           __syncwarp();
-          float sum[kPerLane];
+        }
+        float sum[kPerLane];
 #pragma unroll
-          for (int k = 0; k < kPerLane; ++k) sum[k] = 0.0f;
-          const int wa_slot = lo == wa && RangeStart(wa, M, W) < grp * C ? 1 : 0;
-          for (int w = lo; w <= hi; ++w) {
-            const volatile float* part = slot(w, wa_slot) + lane;
+        for (int k = 0; k < kPerLane; ++k) sum[k] = 0.0f;
+        for (int w = lo; w <= hi; ++w) {
+          const float* part = slot(w, my_slot) + lane;
 #pragma unroll
-            for (int k = 0; k < kPerLane; ++k) sum[k] += part[32 * k];
-          }
-          if (lane == 0) block_tickets[lo - first] = 0;
-          if (ba == bb) {
-            store_outputs(grp, sum);
-          } else {
-#pragma unroll
-            for (int k = 0; k < kPerLane; ++k) block_part[lane + 32 * k] = sum[k];
-            add_block_parts(grp, bb - ba);
-          }
+          for (int k = 0; k < kPerLane; ++k) sum[k] += part[32 * k];
+        }
+        if (ba == bb) {
+          store_outputs(grp, sum);
+        } else {
+          add_across_blocks(grp, static_cast<int>(blockIdx.x) - ba, bb - ba, sum, m1 <= grp * C + C);
         }
       }
     }
