@@ -416,8 +416,8 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
       }
     } else {
-      // Split across warps wa..wb: the warps of each block add their parts in shared memory (the
-      // last to finish, in warp order), and where the group spans blocks ba..bb each block's sum
+      // Split across warps wa..wb: the warps of each block add their parts in shared memory (warp
+      // lo, in warp order), and where the group spans blocks ba..bb each block's sum
       // goes to global memory, where the last block's warp adds them in block order. Either way the
       // sums are added in a fixed order: the same bits whichever warp finishes last.
       const int first = static_cast<int>(blockIdx.x) * kWarps;
