@@ -198,8 +198,9 @@ TEST(PackedDescription, NumbersThatAreNotIntegersInRangeAreInvalidData) {
     ASSERT_FALSE(t.ok());
     EXPECT_EQ(t.status().code(), StatusCode::kInvalidData) << t.status().ToString();
     // The shape itself is refused (not a later field: this description has no codebook).
-    if (shape.find('"') == std::string::npos && shape != "4")
+    if (shape.find('"') == std::string::npos && shape != "4") {
       EXPECT_NE(t.status().message().find("expected an integer in range"), std::string::npos) << t.status().ToString();
+    }
   }
   for (const std::string rows : {"1e300", "-1.0", "9223372036854775808"}) {
     SCOPED_TRACE(rows);
