@@ -349,14 +349,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   const bool holds_totals = TC || t == 0;
 
   // Group grp's outputs from a lane's sums of outputs lane + 32 k, with the outliers' corrections.
+  // At 16 rows a group's partial sums are laid out activation row major (output i: activation row
+  // i / kGroupRows, row i % kGroupRows of the group), so that each store of outputs writes 32
+  // adjacent ones (28672x8192: 2 us faster); elsewhere row major (output i: row i / B, activation
+  // row i % B), which measured faster at 8 rows (docs/gpu-performance.md).
   constexpr int kPerLane = kGroupOutputs / 32;
-  static_assert(kGroupOutputs % 32 == 0);
+  constexpr int kGroupRows = R * kTileRows;
+  constexpr bool kBatchMajor = B == 16;
+  static_assert(kGroupOutputs % 32 == 0 && kGroupRows % 32 == 0);
+  auto part_index = [&](int row, int b) { return kBatchMajor ? b * kGroupRows + row : row * B + b; };
   auto store_outputs = [&](int grp, const float (&sum)[kPerLane]) {
 #pragma unroll
     for (int k = 0; k < kPerLane; ++k) {
-      const int idx = lane + 32 * k;
-      const int64_t row = static_cast<int64_t>(grp) * R * kTileRows + idx / B;
-      if (row < a.rows && idx % B < batch) y[(idx % B) * ldy + row] = WithOutliers(a, x, ldx, idx % B, row, sum[k]);
+      const int idx = lane + 32 * k, b = kBatchMajor ? idx / kGroupRows : idx % B;
+      const int64_t row = static_cast<int64_t>(grp) * kGroupRows + (kBatchMajor ? idx % kGroupRows : idx / B);
+      if (row < a.rows && b < batch) y[b * ldy + row] = WithOutliers(a, x, ldx, b, row, sum[k]);
     }
   };
   // This block's sum of group grp (block `part` of its blocks 0..last) goes to global memory and
@@ -433,7 +440,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
-          for (int k = 0; k < kSums; ++k) mine[row_in_group(r, k) * B + batch_row(k)] = acc[r][k];
+          for (int k = 0; k < kSums; ++k) mine[part_index(row_in_group(r, k), batch_row(k))] = acc[r][k];
       }
       // Warp lo adds the block's parts: where other warps of the block share the group, lo's range
       // ends in it (only hi's may go on past it), so it gets here at the end of its range, and
