@@ -32,6 +32,9 @@ __device__ __forceinline__ uint4 Ldg(const uint4* p) {
   return v;
 }
 
+// OP: 0 nothing, 1 membar.cta, 2 fence.acq_rel.gpu, 3 shared atomicAdd, 4 the old block ticket,
+// 5 the global acquire-release ticket, 6 shared store + bar.arrive, 7 relaxed global atomic,
+// 8 atom.acq_rel.cta on shared memory, 9 shared store + __syncwarp.
 template <int OP>
 __global__ void __launch_bounds__(512, 1) Probe(const uint4* __restrict__ src, long long n16, unsigned* counter,
                                                  long long* out, unsigned* sink) {
@@ -52,7 +55,7 @@ __global__ void __launch_bounds__(512, 1) Probe(const uint4* __restrict__ src, l
     asm volatile("fence.acq_rel.gpu;" ::: "memory");
   } else if constexpr (OP == 3) {  // shared atomic, result used
     r = atomicAdd(&ticket[warp], 1u);
-  } else if constexpr (OP == 4) {  // fence.cta + shared atomic + fence.cta (the GEMV's block ticket)
+  } else if constexpr (OP == 4) {  // fence.cta + shared atomic + fence.cta (the old block ticket)
     __syncwarp();
     if (lane == 0) {
       __threadfence_block();
@@ -61,7 +64,8 @@ __global__ void __launch_bounds__(512, 1) Probe(const uint4* __restrict__ src, l
     }
     r = __shfl_sync(0xFFFFFFFFu, r, 0);
   } else if constexpr (OP == 5) {  // global acq_rel ticket
-    if (lane == 0) asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(r) : "l"(counter + gw % 64) : "memory");
+    if (lane == 0)
+      asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(r) : "l"(counter + gw % 64) : "memory");
     r = __shfl_sync(0xFFFFFFFFu, r, 0);
   } else if constexpr (OP == 6) {  // store to shared + named barrier arrive (odd warps), sync (even)
     slot[warp][lane] = 1.0f;
@@ -69,12 +73,14 @@ __global__ void __launch_bounds__(512, 1) Probe(const uint4* __restrict__ src, l
       asm volatile("bar.arrive %0, 64;" ::"r"(1 + warp / 2) : "memory");
     }
   } else if constexpr (OP == 7) {  // relaxed global atomic
-    if (lane == 0) asm volatile("atom.relaxed.gpu.global.add.u32 %0, [%1], 1;" : "=r"(r) : "l"(counter + gw % 64) : "memory");
+    if (lane == 0)
+      asm volatile("atom.relaxed.gpu.global.add.u32 %0, [%1], 1;" : "=r"(r) : "l"(counter + gw % 64) : "memory");
     r = __shfl_sync(0xFFFFFFFFu, r, 0);
-  } else if constexpr (OP == 8) {  // shared atomic with release.cta semantics
-    if (lane == 0) asm volatile("atom.acq_rel.cta.shared.add.u32 %0, [%1], 1;" : "=r"(r) : "r"(static_cast<unsigned>(__cvta_generic_to_shared(&ticket[warp]))) : "memory");
+  } else if constexpr (OP == 8) {  // shared atomic with acquire-release semantics at block scope
+    const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(&ticket[warp]));
+    if (lane == 0) asm volatile("atom.acq_rel.cta.shared.add.u32 %0, [%1], 1;" : "=r"(r) : "r"(address) : "memory");
     r = __shfl_sync(0xFFFFFFFFu, r, 0);
-  } else if constexpr (OP == 9) {  // st.shared then mbarrier-free: __syncwarp only
+  } else if constexpr (OP == 9) {  // shared store + __syncwarp
     slot[warp][lane] = 1.0f;
     __syncwarp();
   }
@@ -89,7 +95,8 @@ __global__ void __launch_bounds__(512, 1) Probe(const uint4* __restrict__ src, l
 }
 
 template <int OP>
-void Run(const char* name, const uint4* src, long long n16, unsigned* counter, long long* out, unsigned* sink, int blocks) {
+void Run(const char* name, const uint4* src, long long n16, unsigned* counter, long long* out, unsigned* sink,
+         int blocks) {
   std::vector<long long> h(blocks * 16);
   std::vector<double> meds;
   for (int rep = 0; rep < 5; ++rep) {

@@ -381,7 +381,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (!at_end || ticket != static_cast<unsigned>(last)) {
 #pragma unroll
-      for (int k = 0; k < kPerLane; ++k) ws.partials[(static_cast<int64_t>(grp) * ws.segments + part) * kGroupOutputs + lane + 32 * k] = mine[k];
+      for (int k = 0; k < kPerLane; ++k)
+        ws.partials[(static_cast<int64_t>(grp) * ws.segments + part) * kGroupOutputs + lane + 32 * k] = mine[k];
       __syncwarp();
       if (lane == 0) ticket = TicketAcqRel(ws.tickets + grp);
       ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
