@@ -373,7 +373,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // trip to L2 fewer at the call's end; the same sums in the same order). The loads of several
   // parts are independent, so about 16 per lane are in flight together.
   auto add_across_blocks = [&](int grp, int part, int last, const float (&mine)[kPerLane], bool at_end) {
-    const float* parts = ws.partials + static_cast<int64_t>(grp) * ws.segments * kGroupOutputs + lane;
+    float* parts = ws.partials + static_cast<int64_t>(grp) * ws.segments * kGroupOutputs + lane;
     unsigned ticket = 0;
     if (at_end) {
       if (lane == 0) ticket = LoadAcquire(ws.tickets + grp);
@@ -381,8 +381,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (!at_end || ticket != static_cast<unsigned>(last)) {
 #pragma unroll
-      for (int k = 0; k < kPerLane; ++k)
-        ws.partials[(static_cast<int64_t>(grp) * ws.segments + part) * kGroupOutputs + lane + 32 * k] = mine[k];
+      for (int k = 0; k < kPerLane; ++k) parts[part * kGroupOutputs + 32 * k] = mine[k];
       __syncwarp();
       if (lane == 0) ticket = TicketAcqRel(ws.tickets + grp);
       ticket = __shfl_sync(0xFFFFFFFFu, ticket, 0);
